@@ -1,0 +1,17 @@
+r"""Block Neural Autoregressive Flow (De Cao, Titov and Aziz, UAI 2019): a reference
+reproduction."""
+
+from bnaf.count import count_parameters
+from bnaf.flow import BNAF, BlockFlow, LeakyReLU, MaskedBlockLinear, Permutation, Tanh
+
+__all__ = [
+    "BNAF",
+    "BlockFlow",
+    "LeakyReLU",
+    "MaskedBlockLinear",
+    "Permutation",
+    "Tanh",
+    "count_parameters",
+]
+
+__version__ = "0.1.0"

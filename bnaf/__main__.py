@@ -1,0 +1,5 @@
+import sys
+
+from bnaf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,338 @@
+r"""Block neural autoregressive flow (De Cao, Titov and Aziz, 2019).
+
+The flow is a visible composition built in one place (:class:`BNAF`): ``flows`` block
+flows (:class:`BlockFlow`), each a masked feed-forward network with strictly increasing
+activations, with a permutation between consecutive flows.
+
+Each block flow keeps the diagonal blocks of its Jacobian in the log domain, as a tensor of
+shape ``(batch, d, a)`` (the input side of every chain has one column per dimension, so the
+diagonal blocks of the partial Jacobian ``dh/dx`` are ``a x 1``), and chains them through the
+layers with the log-matrix product of Eq. 10-11 / Appendix D.
+
+References:
+    | Block Neural Autoregressive Flow (De Cao et al., 2019)
+    | https://arxiv.org/abs/1904.04676
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "BNAF",
+    "BlockFlow",
+    "LeakyReLU",
+    "MaskedBlockLinear",
+    "Permutation",
+    "Tanh",
+    "log_matvec",
+]
+
+Residual = Literal["none", "normal", "gated"]
+Init = Literal["authors", "paper"]
+
+_LOG2 = math.log(2.0)
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
+    r"""Log-domain product of diagonal blocks with a batch of log-vectors (Eq. 11, Eq. 15c).
+
+    Computes ``out[n, i, p] = log sum_q exp(log_a[i, p, q] + log_g[n, i, q])``.
+
+    The stable log-sum-exp of Eq. 15e subtracts the maximum of each sum. We split that
+    maximum into a maximum over ``q`` of ``log_a`` and one of ``log_g``; both factors are then
+    at most 1 and their product becomes a batched matrix product instead of a
+    ``(batch, d, p, q)`` tensor of exponentials. If a sum nevertheless comes close to
+    underflow (weights within one block row spread by more than ~70 nats), the exact
+    log-sum-exp is used for the whole call.
+
+    Arguments:
+        log_a: log diagonal blocks of a layer's weight, shape ``(d, p, q)``.
+        log_g: log diagonal blocks of the Jacobian so far, shape ``(batch, d, q)``.
+
+    Returns:
+        The log diagonal blocks of the product, shape ``(batch, d, p)``.
+    """
+    max_a = log_a.detach().amax(-1, keepdim=True)  # (d, p, 1)
+    max_g = log_g.detach().amax(-1, keepdim=True)  # (n, d, 1)
+    exp_a = torch.exp(log_a - max_a)
+    exp_g = torch.exp(log_g - max_g)
+    # (d, n, q) @ (d, q, p) -> (d, n, p)
+    s = torch.bmm(exp_g.transpose(0, 1), exp_a.transpose(1, 2)).transpose(0, 1)
+    floor = torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
+    if bool((s > floor).all()):
+        return torch.log(s) + max_a.squeeze(-1) + max_g
+    return torch.logsumexp(log_a.unsqueeze(0) + log_g.unsqueeze(-2), dim=-1)
+
+
+class MaskedBlockLinear(nn.Module):
+    r"""Affine map with a lower block-triangular weight ``W`` in ``R^{ad x bd}`` (Eq. 7-8).
+
+    Diagonal blocks are ``g(B_ii) = exp(B_ii)``, blocks below the diagonal are free, blocks
+    above are structurally zero. Each row is weight-normalised, ``w = exp(s) v / ||v||``
+    (Appendix C); the bias is free.
+
+    Arguments:
+        dim: the number of flow dimensions ``d``.
+        in_factor: ``b``, input units per dimension.
+        out_factor: ``a``, output units per dimension.
+        init: ``"authors"`` (the released code: Xavier-uniform per block row, which produced
+            the published numbers) or ``"paper"`` (Appendix C: ``v ~ N(0, 1)``).
+    """
+
+    def __init__(self, dim: int, in_factor: int, out_factor: int, init: Init = "authors"):
+        super().__init__()
+        self.dim, self.in_factor, self.out_factor = dim, in_factor, out_factor
+        out_features, in_features = dim * out_factor, dim * in_factor
+        row = torch.arange(out_features) // out_factor  # block row of each output unit
+        col = torch.arange(in_features) // in_factor  # block column of each input unit
+        self.register_buffer("mask_d", row[:, None] == col[None, :], persistent=False)
+        self.register_buffer("mask_o", row[:, None] > col[None, :], persistent=False)
+        # Flat indices of the diagonal blocks, laid out as (d, a, b).
+        i = torch.arange(dim)[:, None, None]
+        p = torch.arange(out_factor)[None, :, None]
+        q = torch.arange(in_factor)[None, None, :]
+        diag_index = (i * out_factor + p) * in_features + i * in_factor + q
+        self.register_buffer("diag_index", diag_index, persistent=False)
+
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.log_scale = nn.Parameter(torch.empty(out_features, 1))  # s in Appendix C
+        self.bias = nn.Parameter(torch.empty(out_features))
+        self.reset_parameters(init)
+
+    @torch.no_grad()
+    def reset_parameters(self, init: Init = "authors") -> None:
+        d, a, b = self.dim, self.out_factor, self.in_factor
+        self.weight.zero_()
+        if init == "authors":
+            for i in range(d):
+                nn.init.xavier_uniform_(self.weight[i * a : (i + 1) * a, : (i + 1) * b])
+        elif init == "paper":
+            self.weight.normal_().mul_(self.mask_d | self.mask_o)
+        else:
+            raise ValueError(f"unknown init {init!r}; expected 'authors' or 'paper'")
+        # s = log u, u ~ U(0, 1]; 1 - rand avoids log(0).
+        self.log_scale.copy_(torch.log(1.0 - torch.rand_like(self.log_scale)))
+        bound = 1.0 / math.sqrt(d * a)
+        self.bias.uniform_(-bound, bound)
+
+    @property
+    def structural_zeros(self) -> int:
+        """Entries of ``weight`` above the block diagonal, which are never used."""
+        return int((~(self.mask_d | self.mask_o)).sum())
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        r"""The weight ``W`` (Eq. 8 with weight normalisation) and ``log`` of its diagonal
+        blocks, shape ``(d, a, b)``."""
+        v = torch.where(self.mask_d, self.weight.exp(), self.weight * self.mask_o)
+        sq_norm = v.square().sum(-1, keepdim=True)
+        w = self.log_scale.exp() * v * torch.rsqrt(sq_norm)
+        # log w_ij = s_i + B_ij - 0.5 log ||v_i||^2 on the diagonal blocks, computed without
+        # ever taking the log of w itself.
+        log_w = self.log_scale - 0.5 * torch.log(sq_norm) + self.weight
+        return w, log_w.flatten()[self.diag_index]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        w, log_diag = self.weights()
+        return F.linear(x, w, self.bias), log_diag
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, in_factor={self.in_factor}, out_factor={self.out_factor}"
+
+
+class Tanh(nn.Module):
+    r"""``tanh`` with ``log tanh'(x) = 2 (log 2 - x - softplus(-2x))``, finite for any ``x``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.tanh(x), 2.0 * (_LOG2 - x - F.softplus(-2.0 * x))
+
+
+class LeakyReLU(nn.Module):
+    r"""LeakyReLU with slope ``negative_slope`` for ``x < 0``; strictly increasing."""
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        if not negative_slope > 0:
+            raise ValueError("negative_slope must be > 0 for the flow to be invertible")
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        positive = x >= 0
+        y = torch.where(positive, x, self.negative_slope * x)
+        log_d = torch.where(positive, 0.0, math.log(self.negative_slope)).to(x.dtype)
+        return y, log_d
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": Tanh, "leakyrelu": LeakyReLU}
+
+
+class BlockFlow(nn.Module):
+    r"""One B-NAF transformation: masked layers ``d -> k d -> ... -> k d -> d`` with an
+    activation between consecutive layers (none after the last), and an optional residual
+    connection (Section 3.1): ``"normal"`` gives ``x + f(x)``, ``"gated"`` gives
+    ``alpha f(x) + (1 - alpha) x`` with ``alpha = sigmoid(gate)`` and a trainable ``gate``.
+
+    Arguments:
+        dim: ``d``.
+        layers: number of hidden layers ``L`` (``L = 1`` is ``d -> k d -> d``).
+        hidden_factor: ``k``, hidden units per dimension (``H = k d``).
+        residual: ``"none"``, ``"normal"`` or ``"gated"``.
+        activation: a key of :data:`ACTIVATIONS`.
+        init: see :class:`MaskedBlockLinear`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        layers: int = 1,
+        hidden_factor: int = 10,
+        residual: Residual = "gated",
+        activation: str = "tanh",
+        init: Init = "authors",
+    ):
+        super().__init__()
+        if layers < 1 or hidden_factor < 1 or dim < 1:
+            raise ValueError("dim, layers and hidden_factor must be >= 1")
+        if residual not in ("none", "normal", "gated"):
+            raise ValueError(f"unknown residual {residual!r}; expected none, normal or gated")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {ACTIVATIONS}")
+        factors = [1] + [hidden_factor] * layers + [1]
+        self.dim = dim
+        self.residual = residual
+        self.linears = nn.ModuleList(
+            MaskedBlockLinear(dim, b, a, init) for b, a in zip(factors[:-1], factors[1:])
+        )
+        self.activations = nn.ModuleList(ACTIVATIONS[activation]() for _ in range(layers))
+        if residual == "gated":
+            self.gate = nn.Parameter(torch.randn(1))
+
+    def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``f(x)`` without the residual, and ``log df_i/dx_i``, shape ``(batch, d)``."""
+        h, log_g = self.linears[0](x)
+        log_g = log_g.squeeze(-1).unsqueeze(0)  # (1, d, a): the same for every sample
+        for act, linear in zip(self.activations, self.linears[1:]):
+            h, log_act = act(h)
+            log_g = log_g + log_act.view(h.shape[0], self.dim, -1)
+            h, log_w = linear(h)
+            log_g = log_matvec(log_w, log_g)
+        return h, log_g.squeeze(-1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y, log_g = self.transform(x)
+        if self.residual == "normal":
+            return x + y, F.softplus(log_g).sum(-1)
+        if self.residual == "gated":
+            alpha = torch.sigmoid(self.gate)
+            # log(alpha e^g + 1 - alpha) = softplus(g + gate) - softplus(gate)
+            log_det = F.softplus(log_g + self.gate) - F.softplus(self.gate)
+            return alpha * y + (1.0 - alpha) * x, log_det.sum(-1)
+        return y, log_g.sum(-1)
+
+    def extra_repr(self) -> str:
+        return f"residual={self.residual!r}"
+
+
+class Permutation(nn.Module):
+    r"""A fixed permutation of the dimensions (volume preserving, ``log|det| = 0``)."""
+
+    def __init__(self, perm: Tensor):
+        super().__init__()
+        self.register_buffer("perm", perm.long())
+        self.register_buffer("inverse_perm", torch.argsort(perm.long()))
+
+    @classmethod
+    def flip(cls, dim: int) -> Permutation:
+        return cls(torch.arange(dim - 1, -1, -1))
+
+    @classmethod
+    def random(cls, dim: int, generator: torch.Generator) -> Permutation:
+        return cls(torch.randperm(dim, generator=generator))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.perm], x.new_zeros(x.shape[0])
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return z[:, self.inverse_perm]
+
+
+class BNAF(nn.Module):
+    r"""A stack of B-NAF flows with permutations between them and a standard-normal base.
+
+    As in the authors' code, every flow but the last carries the residual connection; the
+    last flow has none (``final_residual=False``), so the model ends in an affine map of
+    bounded ``tanh`` units. Set ``final_residual=True`` to give the last flow the residual
+    too, which makes the map onto ``R^d`` (see ``docs`` in the report).
+
+    Arguments:
+        dim: data dimension ``d``.
+        flows: number of stacked B-NAF flows.
+        layers: hidden layers ``L`` per flow.
+        hidden_factor: ``k``; each hidden layer has ``H = k d`` units.
+        residual: ``"none"``, ``"normal"`` or ``"gated"`` (Section 3.1).
+        activation: ``"tanh"`` (default) or ``"leakyrelu"``.
+        permutation: ``"flip"`` (the authors' code) or ``"random"`` (seeded by ``seed``).
+        init: ``"authors"`` or ``"paper"``; see :class:`MaskedBlockLinear`.
+        final_residual: give the last flow the residual connection as well.
+        seed: seed of the random permutations.
+
+    Example:
+        >>> model = BNAF(dim=3, flows=2, layers=1, hidden_factor=4)
+        >>> z, log_det = model(torch.randn(8, 3))
+        >>> z.shape, log_det.shape
+        (torch.Size([8, 3]), torch.Size([8]))
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        flows: int = 5,
+        layers: int = 1,
+        hidden_factor: int = 10,
+        residual: Residual = "gated",
+        activation: str = "tanh",
+        permutation: Literal["flip", "random"] = "flip",
+        init: Init = "authors",
+        final_residual: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if permutation not in ("flip", "random"):
+            raise ValueError(f"unknown permutation {permutation!r}; expected flip or random")
+        generator = torch.Generator().manual_seed(seed)
+        transforms: list[nn.Module] = []
+        for f in range(flows):
+            last = f == flows - 1
+            res = residual if (not last or final_residual) else "none"
+            transforms.append(BlockFlow(dim, layers, hidden_factor, res, activation, init))
+            if not last:
+                transforms.append(
+                    Permutation.flip(dim)
+                    if permutation == "flip"
+                    else Permutation.random(dim, generator)
+                )
+        self.dim = dim
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Map data ``x`` (batch, d) to ``z`` and ``log|det J(x)|`` (batch,) (Eq. 9)."""
+        log_det = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, ladj = t(x)
+            log_det = log_det + ladj
+        return x, log_det
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        r"""``log p(x) = log N(f(x); 0, I) + log|det J_f(x)|`` (Eq. 1, 13d)."""
+        z, log_det = self(x)
+        return -0.5 * (z.square().sum(-1) + self.dim * _LOG_2PI) + log_det
