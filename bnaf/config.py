@@ -38,7 +38,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -88,9 +90,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         for name, f in fields.items():
             if name in value:
                 kwargs[name] = _convert(hints[name], value[name], f"{where}.{name}")
-            elif (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            ):
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{where}: missing required key '{name}'")
         return tp(**kwargs)
     if origin in (typing.Union, types.UnionType):

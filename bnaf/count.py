@@ -27,7 +27,9 @@ def count_parameters(model: nn.Module, convention: Convention = "paper") -> int:
         raise ValueError(f"unknown convention {convention!r}; expected 'paper' or 'full'")
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if convention == "paper":
-        total -= sum(m.structural_zeros for m in model.modules() if isinstance(m, MaskedBlockLinear))
+        total -= sum(
+            m.structural_zeros for m in model.modules() if isinstance(m, MaskedBlockLinear)
+        )
     return total
 
 

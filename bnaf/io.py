@@ -1,0 +1,76 @@
+r"""Atomic writes (conventions, item 7): a file either exists complete or not at all.
+
+Everything is written to a temporary name in the destination folder and renamed into place,
+so an interrupted job never leaves a file that looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "read_json",
+]
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _finite(obj: Any, where: str = "") -> Any:
+    """Refuse NaN/inf: a results file never holds them as numbers."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"non-finite value {obj} at {where or '<root>'} in a JSON result")
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    return obj
+
+
+def atomic_write_json(path: str | Path, obj: Any, allow_nonfinite: bool = False) -> None:
+    """Write JSON atomically; NaN and inf are rejected unless ``allow_nonfinite``."""
+    if not allow_nonfinite:
+        obj = _finite(obj)
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=allow_nonfinite) + "\n"
+    )
+
+
+def atomic_torch_save(obj: Any, path: str | Path, save: Callable[..., None] | None = None) -> None:
+    import torch
+
+    with atomic_path(path) as tmp:
+        (save or torch.save)(obj, tmp)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
