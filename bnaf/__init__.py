@@ -2,7 +2,16 @@ r"""Block Neural Autoregressive Flow (De Cao, Titov and Aziz, UAI 2019): a refer
 reproduction."""
 
 from bnaf.count import count_parameters
-from bnaf.flow import BNAF, BlockFlow, LeakyReLU, MaskedBlockLinear, Permutation, Tanh
+from bnaf.flow import (
+    BNAF,
+    BlockFlow,
+    LeakyReLU,
+    MaskedBlockLinear,
+    Permutation,
+    Tanh,
+    load_flow,
+    save_flow,
+)
 
 __all__ = [
     "BNAF",
@@ -12,6 +21,8 @@ __all__ = [
     "Permutation",
     "Tanh",
     "count_parameters",
+    "load_flow",
+    "save_flow",
 ]
 
 __version__ = "0.1.0"

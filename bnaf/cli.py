@@ -19,6 +19,8 @@ __all__ = ["COMMANDS", "main"]
 #: stage name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "count": ("bnaf.count", "parameter counts of B-NAF against NAF-DDSF (Table 1, bottom rows)"),
+    "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
+    "figure": ("bnaf.figure", "draw a figure (PNG): figure2, figure3"),
 }
 
 

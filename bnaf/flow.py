@@ -17,6 +17,7 @@ References:
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -31,7 +32,9 @@ __all__ = [
     "MaskedBlockLinear",
     "Permutation",
     "Tanh",
+    "load_flow",
     "log_matvec",
+    "save_flow",
 ]
 
 Residual = Literal["none", "normal", "gated"]
@@ -309,6 +312,19 @@ class BNAF(nn.Module):
         super().__init__()
         if permutation not in ("flip", "random"):
             raise ValueError(f"unknown permutation {permutation!r}; expected flip or random")
+        #: constructor arguments, so a saved model describes itself (see :func:`save_flow`).
+        self.config = dict(
+            dim=dim,
+            flows=flows,
+            layers=layers,
+            hidden_factor=hidden_factor,
+            residual=residual,
+            activation=activation,
+            permutation=permutation,
+            init=init,
+            final_residual=final_residual,
+            seed=seed,
+        )
         generator = torch.Generator().manual_seed(seed)
         transforms: list[nn.Module] = []
         for f in range(flows):
@@ -336,3 +352,18 @@ class BNAF(nn.Module):
         r"""``log p(x) = log N(f(x); 0, I) + log|det J_f(x)|`` (Eq. 1, 13d)."""
         z, log_det = self(x)
         return -0.5 * (z.square().sum(-1) + self.dim * _LOG_2PI) + log_det
+
+
+def save_flow(model: BNAF, path: str | Path, **extra: object) -> None:
+    r"""Save ``model`` atomically as ``{"config", "state_dict", **extra}`` (self-describing)."""
+    from bnaf.io import atomic_torch_save
+
+    atomic_torch_save({"config": model.config, "state_dict": model.state_dict(), **extra}, path)
+
+
+def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> BNAF:
+    r"""Rebuild a :class:`BNAF` saved by :func:`save_flow`."""
+    blob = torch.load(path, map_location=map_location, weights_only=False)
+    model = BNAF(**blob["config"])
+    model.load_state_dict(blob["state_dict"])
+    return model.to(map_location)

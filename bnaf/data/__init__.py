@@ -1,0 +1,1 @@
+"""Datasets: a registry of downloadable sources and their preparation, per experiment family."""

@@ -1,0 +1,1 @@
+"""Figures of the pipeline; one module per product."""

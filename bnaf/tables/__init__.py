@@ -1,0 +1,1 @@
+"""Tables of the pipeline; one module per product."""
