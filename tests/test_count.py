@@ -139,3 +139,25 @@ def test_cli_unknown_dataset_exits_2() -> None:
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: unknown dataset 'mnist'")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("dim,hidden_layers", [(1, 1), (3, 1), (4, 2)])
+def test_naf_log_det_matches_autograd(dim: int, hidden_layers: int) -> None:
+    """NAF-DDSF is a real flow: each DDSF flow is autoregressive with a positive diagonal and
+    the whole model's log-det is log|det| of its Jacobian."""
+    torch.manual_seed(0)
+    model = NAFDDSF(dim, flows=2, hidden=12, hidden_layers=hidden_layers).double()
+    with torch.no_grad():  # move away from the near-identity start
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(3, dim, dtype=torch.float64)
+    _, log_det = model(x)
+    ctx = torch.zeros(1, 1, dtype=torch.float64)
+    for n in range(3):
+        jac = torch.autograd.functional.jacobian(lambda v: model(v[None])[0][0], x[n])
+        torch.testing.assert_close(log_det[n], torch.linalg.slogdet(jac)[1])
+        flow_jac = torch.autograd.functional.jacobian(
+            lambda v: model.flows[0](v[None], ctx)[0][0], x[n]
+        )
+        assert torch.all(flow_jac.triu(1) == 0)
+        assert torch.all(flow_jac.diagonal() > 0)
