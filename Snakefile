@@ -3,9 +3,10 @@
 #
 # Budget: a folder of params files, `params/quick` (default) or `params/paper`:
 #   snakemake --cores 8 --config params=params/paper
+# Default target: the whole report, reports/report.md (`rule all` below).
 import glob
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
@@ -17,7 +18,21 @@ for _params_file in sorted(glob.glob(f"{PARAMS}/*.yaml")):
     configfile: _params_file
 
 
+# Fails at start with a message naming the bad key (the strict loaders in bnaf/ catch the rest).
+validate(config, schema="workflow/schemas/config.schema.yaml")
+
+
 include: "workflow/rules/common.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    input:
+        "reports/report.md",
+    default_target: True
 
 
 for _rules in sorted(glob.glob(f"{workflow.basedir}/workflow/rules/*.smk")):

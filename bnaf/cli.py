@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "count": ("bnaf.count", "parameter counts of B-NAF against NAF-DDSF (Table 1, bottom rows)"),
     "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
     "figure": ("bnaf.figure", "draw a figure (PNG): figure2, figure3"),
+    "gpu": ("bnaf.gpu", "run a command pinned to a free local GPU slot (CUDA_VISIBLE_DEVICES)"),
+    "report": ("bnaf.report", "assemble reports/report.md from the parts' JSON twins"),
 }
 
 

@@ -1,0 +1,105 @@
+r""" "How this was run" for the report: wall time per stage, hardware, versions, git commit.
+
+Wall times come from Snakemake's own job records (``.snakemake/metadata``: one JSON per output
+file with the producing rule and the job's start and end), restricted to files that exist now,
+so a result made by an earlier run with other params never counts. Without those records (the
+CLI run by hand) the section says so instead of inventing numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.metadata
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["StageTime", "stage_times", "library_versions", "devices_in"]
+
+#: libraries whose versions the report lists beside python/torch/numpy.
+LIBRARIES: tuple[str, ...] = (
+    "snakemake",
+    "snakemake-executor-plugin-slurm",
+    "dvc",
+    "scipy",
+    "pandas",
+    "h5py",
+    "matplotlib",
+    "tabulate",
+)
+
+
+@dataclass
+class StageTime:
+    rule: str
+    jobs: int
+    wall_s: float  # summed over the rule's jobs: its compute in job-seconds
+    longest_s: float
+
+
+def _decode(relative: Path) -> str | None:
+    # Snakemake names each record by the urlsafe base64 of the output path, cut into
+    # '@'-prefixed folder levels when longer than a file name may be.
+    try:
+        return base64.urlsafe_b64decode("".join(p.lstrip("@") for p in relative.parts)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+
+
+def stage_times(workdir: str | Path = ".") -> list[StageTime]:
+    """Per rule: jobs, summed and longest wall time of the jobs that made today's files."""
+    workdir = Path(workdir)
+    folder = workdir / ".snakemake" / "metadata"
+    jobs: dict[str, set[tuple[float, float]]] = {}
+    if not folder.is_dir():
+        return []
+    for record in folder.rglob("*"):
+        if not record.is_file():
+            continue
+        output = _decode(record.relative_to(folder))
+        if output is None or not (workdir / output).exists():
+            continue
+        try:
+            meta = json.loads(record.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        start, end, rule = meta.get("starttime"), meta.get("endtime"), meta.get("rule")
+        if isinstance(start, int | float) and isinstance(end, int | float) and rule:
+            # One job writes several files: count each (start, end) once per rule.
+            jobs.setdefault(rule, set()).add((float(start), float(end)))
+    return [
+        StageTime(
+            rule,
+            len(spans),
+            sum(e - s for s, e in spans),
+            max(e - s for s, e in spans),
+        )
+        for rule, spans in sorted(jobs.items())
+    ]
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def devices_in(obj: Any) -> set[str]:
+    """Every ``device``/``gpu`` string recorded anywhere in a part's JSON (hardware used)."""
+    found: set[str] = set()
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in ("device", "gpu") and isinstance(value, str):
+                found.add(value)
+            else:
+                found |= devices_in(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            found |= devices_in(value)
+    return found
