@@ -1,0 +1,294 @@
+"""Properties of the B-NAF flow (Section 3, Eq. 7-11, Appendix C-D), in float64.
+
+Every configuration axis is covered: dimension, depth, hidden factor, residual mode, final
+residual, activation, initialisation, permutation and batch size. The full product of the
+first five is run; the last four are drawn per case from a seeded generator so that each
+value meets each dimension and residual mode without the product's cost.
+"""
+
+from __future__ import annotations
+
+import doctest
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+import bnaf.flow
+from bnaf.flow import BNAF, BlockFlow, MaskedBlockLinear, load_flow, log_matvec, save_flow
+
+DIMS, LAYERS, FACTORS = (1, 2, 5), (1, 2, 3), (1, 3)
+RESIDUALS, FINALS = ("none", "normal", "gated"), (False, True)
+_rng = random.Random(0)
+CASES = [
+    dict(
+        dim=d,
+        layers=L,
+        hidden_factor=k,
+        residual=r,
+        final_residual=fr,
+        activation=_rng.choice(["tanh", "leakyrelu"]),
+        init=_rng.choice(["authors", "paper"]),
+        permutation=_rng.choice(["flip", "random"]),
+        batch=_rng.choice([1, 4]),
+    )
+    for d, L, k, r, fr in itertools.product(DIMS, LAYERS, FACTORS, RESIDUALS, FINALS)
+]
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """The maths is checked in float64; the default is restored for other test modules."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def _ids(case: dict) -> str:
+    return "-".join(str(v) for v in case.values())
+
+
+def _model(case: dict, flows: int = 2, seed: int = 0) -> BNAF:
+    torch.manual_seed(seed)
+    kwargs = {k: v for k, v in case.items() if k != "batch"}
+    return BNAF(flows=flows, seed=seed, **kwargs).double()
+
+
+def _per_sample_jacobian(fn, x: torch.Tensor) -> torch.Tensor:
+    """``(n, d, d)`` Jacobians of a map applied row-wise to ``x``."""
+    jac = torch.autograd.functional.jacobian(fn, x)  # (n, d, n, d)
+    n = x.shape[0]
+    return jac[torch.arange(n), :, torch.arange(n), :]
+
+
+def test_cases_cover_every_value() -> None:
+    for key, values in [
+        ("activation", {"tanh", "leakyrelu"}),
+        ("init", {"authors", "paper"}),
+        ("permutation", {"flip", "random"}),
+        ("batch", {1, 4}),
+    ]:
+        for d in DIMS:
+            assert {c[key] for c in CASES if c["dim"] == d} == values, (key, d)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_log_det_and_log_prob(case: dict) -> None:
+    model = _model(case)
+    x = torch.randn(case["batch"], case["dim"])
+    z, log_det = model(x)
+    jac = _per_sample_jacobian(lambda v: model(v)[0], x)
+    sign, logabs = torch.linalg.slogdet(jac)
+    # each flow is increasing in its own variable: only the permutations change orientation
+    eye = torch.eye(case["dim"])
+    parity = math.prod(torch.linalg.det(eye[t.perm]).item() for t in model.transforms[1::2])
+    assert torch.all(sign == parity)
+    torch.testing.assert_close(log_det, logabs)
+    base = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(model.log_prob(x), base + log_det)
+
+
+@pytest.mark.parametrize("case", CASES[::3], ids=_ids)
+def test_block_flow_is_autoregressive(case: dict) -> None:
+    """A single flow's Jacobian is lower triangular with a positive diagonal, and the log
+    diagonal it reports is the log of that diagonal (Eq. 9-11)."""
+    torch.manual_seed(1)
+    args = (case["dim"], case["layers"], case["hidden_factor"], case["residual"])
+    flow = BlockFlow(*args, activation=case["activation"], init=case["init"]).double()
+    x = torch.randn(case["batch"], case["dim"])
+    for fn in (lambda v: flow(v)[0], lambda v: flow.transform(v)[0]):
+        jac = _per_sample_jacobian(fn, x)
+        assert torch.all(jac.triu(1) == 0)
+        assert torch.all(jac.diagonal(dim1=-2, dim2=-1) > 0)
+    jac_f = _per_sample_jacobian(lambda v: flow.transform(v)[0], x)
+    torch.testing.assert_close(flow.transform(x)[1], jac_f.diagonal(dim1=-2, dim2=-1).log())
+    jac = _per_sample_jacobian(lambda v: flow(v)[0], x)
+    torch.testing.assert_close(flow(x)[1], jac.diagonal(dim1=-2, dim2=-1).log().sum(-1))
+
+
+@pytest.mark.parametrize("dim,b,a", [(1, 1, 3), (4, 1, 3), (4, 3, 3), (4, 3, 1), (3, 2, 5)])
+@pytest.mark.parametrize("init", ["authors", "paper"])
+def test_masked_block_linear_structure(dim: int, b: int, a: int, init: str) -> None:
+    torch.manual_seed(0)
+    layer = MaskedBlockLinear(dim, b, a, init).double()
+    w, log_diag = layer.weights()
+    assert w.shape == (dim * a, dim * b) and log_diag.shape == (dim, a, b)
+    blocks = w.view(dim, a, dim, b).permute(0, 2, 1, 3)  # (row block, col block, a, b)
+    for i, j in itertools.product(range(dim), repeat=2):
+        if j > i:
+            assert torch.all(blocks[i, j] == 0)
+        elif j == i:
+            assert torch.all(blocks[i, i] > 0)
+            torch.testing.assert_close(log_diag[i], blocks[i, i].log())
+    # the rows are weight-normalised: ||w_r|| = exp(s_r) (Appendix C)
+    torch.testing.assert_close(w.norm(dim=-1), layer.log_scale.exp().squeeze(-1))
+    x = torch.randn(5, dim * b)
+    y, log_diag2 = layer(x)
+    torch.testing.assert_close(y, x @ w.T + layer.bias)
+    torch.testing.assert_close(log_diag2, log_diag)
+    assert layer.structural_zeros == a * b * dim * (dim - 1) // 2
+
+
+def _naive_log_matvec(log_a: torch.Tensor, log_g: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(log_a.unsqueeze(0) + log_g.unsqueeze(-2), dim=-1)
+
+
+@pytest.mark.parametrize("d,p,q,n", [(1, 1, 1, 1), (3, 4, 5, 6), (5, 1, 7, 2), (2, 6, 1, 3)])
+@pytest.mark.parametrize("spread", [1.0, 30.0, 1000.0])
+def test_log_matvec_equals_logsumexp(d: int, p: int, q: int, n: int, spread: float) -> None:
+    torch.manual_seed(0)
+    log_a = (spread * torch.randn(d, p, q)).requires_grad_()
+    log_g = (spread * torch.randn(n, d, q)).requires_grad_()
+    out, ref = log_matvec(log_a, log_g), _naive_log_matvec(log_a, log_g)
+    torch.testing.assert_close(out, ref)
+    w = torch.randn_like(ref)
+    grads = torch.autograd.grad((out * w).sum(), (log_a, log_g))
+    refs = torch.autograd.grad((ref * w).sum(), (log_a, log_g))
+    for g, r in zip(grads, refs):
+        torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_log_matvec_underflow_fallback(dtype: torch.dtype) -> None:
+    """The maxima of the two factors sit at different ``q``: each product term is about
+    ``exp(-1000)``, which the factorised fast path would round to zero (log = -inf)."""
+    log_a = torch.tensor([[[0.0, -1000.0]]], dtype=dtype)  # (d=1, p=1, q=2)
+    log_g = torch.tensor([[[-1000.0, 0.0]]], dtype=dtype)  # (n=1, d=1, q=2)
+    out = log_matvec(log_a, log_g)
+    expected = torch.tensor([[[-1000.0 + math.log(2.0)]]], dtype=dtype)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(out, _naive_log_matvec(log_a, log_g))
+
+
+@pytest.mark.parametrize("residual", RESIDUALS)
+@pytest.mark.parametrize("final_residual", FINALS)
+def test_every_parameter_gets_a_gradient(residual: str, final_residual: bool) -> None:
+    case = dict(dim=3, layers=2, hidden_factor=2, residual=residual, final_residual=final_residual)
+    model = _model(case, flows=3)
+    loss = -model.log_prob(torch.randn(16, 3)).mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+    # structural zeros (above the block diagonal) are unused: their gradient is exactly zero,
+    # which is why the paper's convention leaves them out of the count.
+    for m in model.modules():
+        if isinstance(m, MaskedBlockLinear):
+            unused = ~(m.mask_d | m.mask_o)
+            assert torch.all(m.weight.grad[unused] == 0)
+
+
+def test_train_and_eval_agree() -> None:
+    model = _model(dict(dim=4, layers=2, hidden_factor=3, residual="gated"), flows=3)
+    x = torch.randn(7, 4)
+    z_train, ld_train = model.train()(x)
+    z_eval, ld_eval = model.eval()(x)
+    assert torch.equal(z_train, z_eval) and torch.equal(ld_train, ld_eval)
+
+
+@pytest.mark.parametrize("permutation", ["flip", "random"])
+def test_state_dict_and_save_flow_round_trip(tmp_path, permutation: str) -> None:
+    case = dict(dim=4, layers=2, hidden_factor=2, permutation=permutation, final_residual=True)
+    model = _model(case, flows=3, seed=3)
+    x = torch.randn(5, 4)
+    other = _model(case, flows=3, seed=3)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    assert not torch.allclose(other(x)[0], model(x)[0])
+    other.load_state_dict(model.state_dict())
+    for a, b in zip(other(x), model(x)):
+        assert torch.equal(a, b)
+
+    save_flow(model, tmp_path / "model.pt", step=7)
+    loaded = load_flow(tmp_path / "model.pt")
+    assert loaded.config == model.config
+    assert torch.load(tmp_path / "model.pt", weights_only=False)["step"] == 7
+    for a, b in zip(loaded(x), model(x)):
+        assert torch.equal(a, b)
+
+
+def test_random_permutation_is_seeded() -> None:
+    a = BNAF(6, flows=4, permutation="random", seed=5)
+    b = BNAF(6, flows=4, permutation="random", seed=5)
+    perms = [t.perm for t in a.transforms[1::2]]
+    assert all(torch.equal(p, q.perm) for p, q in zip(perms, b.transforms[1::2]))
+    assert all(sorted(p.tolist()) == list(range(6)) for p in perms)
+    for t in a.transforms[1::2]:
+        x = torch.randn(3, 6)
+        assert torch.equal(t.inverse(t(x)[0]), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtypes(dtype: torch.dtype) -> None:
+    ref = _model(dict(dim=5, layers=2, hidden_factor=3), flows=3)
+    model = _model(dict(dim=5, layers=2, hidden_factor=3), flows=3).to(dtype)
+    x = torch.randn(8, 5)
+    z, log_det = model(x.to(dtype))
+    assert z.dtype == dtype and log_det.dtype == dtype
+    z_ref, ld_ref = ref(x)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(z.double(), z_ref, **tol)
+    torch.testing.assert_close(log_det.double(), ld_ref, **tol)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda() -> None:
+    model = _model(dict(dim=5, layers=2, hidden_factor=3), flows=3)
+    x = torch.randn(8, 5)
+    z_ref, ld_ref = model(x)
+    model = model.to("cuda")
+    z, log_det = model(x.cuda())
+    torch.testing.assert_close(z.cpu(), z_ref)
+    torch.testing.assert_close(log_det.cpu(), ld_ref)
+
+
+@pytest.mark.parametrize("residual", RESIDUALS)
+@pytest.mark.parametrize("activation", ["tanh", "leakyrelu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_finite_for_large_inputs(residual: str, activation: str, dtype: torch.dtype) -> None:
+    case = dict(dim=4, layers=2, hidden_factor=3, residual=residual, activation=activation)
+    model = _model(case, flows=3).to(dtype)
+    x = (1e3 * torch.randn(6, 4)).to(dtype).requires_grad_()
+    z, log_det = model(x)
+    assert torch.isfinite(z).all() and torch.isfinite(log_det).all()
+    (z.square().sum() - log_det.sum()).backward()
+    assert torch.isfinite(x.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("residual", ["normal", "gated"])
+def test_density_integrates_to_one_in_1d(residual: str) -> None:
+    """With a residual on every flow the map is onto R and p(x) integrates to 1; without it
+    on the last flow (the authors' choice) the image is bounded and mass can only be lost."""
+    x = torch.linspace(-300.0, 300.0, 600_001)[:, None]
+    case = dict(dim=1, layers=2, hidden_factor=3, residual=residual)
+    with torch.no_grad():
+        p_onto = _model({**case, "final_residual": True}, flows=2).log_prob(x).exp()
+        p_last = _model({**case, "final_residual": False}, flows=2).log_prob(x).exp()
+    assert torch.trapezoid(p_onto, x[:, 0]).item() == pytest.approx(1.0, abs=1e-4)
+    assert torch.trapezoid(p_last, x[:, 0]).item() <= 1.0 + 1e-4
+
+
+def test_last_flow_has_no_residual_unless_asked() -> None:
+    flows = [t for t in BNAF(3, flows=3).transforms if isinstance(t, BlockFlow)]
+    assert [f.residual for f in flows] == ["gated", "gated", "none"]
+    flows = [t for t in BNAF(3, flows=3, final_residual=True).transforms[::2]]
+    assert [f.residual for f in flows] == ["gated"] * 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(residual="skip"), dict(activation="relu"), dict(init="xavier"), dict(permutation="x")],
+)
+def test_bad_arguments_raise(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        BNAF(3, **kwargs)
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(bnaf.flow).failed == 0
