@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from bnaf.inverse import Samples
 
 __all__ = [
     "ACTIVATIONS",
@@ -352,6 +355,28 @@ class BNAF(nn.Module):
         r"""``log p(x) = log N(f(x); 0, I) + log|det J_f(x)|`` (Eq. 1, 13d)."""
         z, log_det = self(x)
         return -0.5 * (z.square().sum(-1) + self.dim * _LOG_2PI) + log_det
+
+    def inverse(
+        self, z: Tensor, outside: Literal["raise", "mask"] = "raise", xtol: float | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        r"""``x = f^{-1}(z)`` by a bracketed root search per dimension (``bnaf.inverse``).
+
+        Points outside the flow's range raise :class:`~bnaf.errors.BnafError`
+        (``outside="raise"``) or come back as NaN rows with a mask of the points inside
+        (``outside="mask"``: returns ``(x, inside)``).
+        """
+        from bnaf.inverse import invert_checked
+
+        return invert_checked(self, z, outside=outside, xtol=xtol)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
+        r"""``n`` samples of the model's density normalised over its range: base draws are
+        inverted and those outside the range rejected. Returns ``bnaf.inverse.Samples``
+        (``.x`` (n, d), ``.accepted``: the accepted fraction, which estimates the integral
+        of the density, ``.drawn``)."""
+        from bnaf.inverse import sample
+
+        return sample(self, n, generator=generator)
 
 
 def save_flow(model: BNAF, path: str | Path, **extra: object) -> None:
