@@ -1,0 +1,92 @@
+r"""Stage ``download``: fetch and verify one registered dataset into ``data/raw/``.
+
+``python -m bnaf download NAME [--params data.yaml] [--mirror DIR] [--raw-dir DIR]``
+fails with one clear line (exit 2) when the data cannot be had. With ``--status PATH`` it
+always writes the pipeline's status JSON and exits 0 when the data is merely unobtainable,
+so the ``download`` checkpoint can mark the dataset "not run" with its reason; a damaged file
+(checksum mismatch, truncated archive) is still an error.
+
+Mirror folders are tried in this order: ``--mirror`` (repeatable), ``$BNAF_MIRROR``
+(``os.pathsep``-separated), the params' ``mirror``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bnaf.config import load
+from bnaf.data.download import DataUnavailable, write_status
+from bnaf.data.registry import fetch, get
+
+__all__ = ["DataParams", "load_data_params", "mirrors", "add_arguments", "run"]
+
+
+@dataclass
+class DataParams:
+    """The ``data:`` section of ``params/<budget>/data.yaml``."""
+
+    datasets: list[str] = field(default_factory=list)
+    raw_dir: str = "data/raw"
+    prepared_dir: str = "data/prepared"
+    mirror: str | None = None
+    retries: int = 3
+    timeout_s: float = 60.0
+    checksums: dict[str, str] = field(default_factory=dict)
+
+
+def load_data_params(path: str | Path | None) -> DataParams:
+    return DataParams() if path is None else load(path, DataParams, section="data")
+
+
+def mirrors(cli: list[str] | None, params: DataParams) -> list[Path]:
+    """Mirror folders in order of precedence: CLI, then $BNAF_MIRROR, then params."""
+    out = [Path(m) for m in cli or []]
+    out += [Path(m) for m in os.environ.get("BNAF_MIRROR", "").split(os.pathsep) if m]
+    if params.mirror:
+        out.append(Path(params.mirror))
+    return list(dict.fromkeys(out))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="registered dataset name (e.g. power, gas, ...)")
+    parser.add_argument("--params", help="params/<budget>/data.yaml (raw_dir, mirror, retries)")
+    parser.add_argument("--raw-dir", help="where verified raw files live (default: params)")
+    parser.add_argument(
+        "--mirror", action="append", help="a folder holding the files offline (repeatable)"
+    )
+    parser.add_argument("--status", help="write the availability JSON here; exit 0 if absent")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_data_params(args.params)
+    spec = get(args.name)
+    raw_dir = Path(args.raw_dir or params.raw_dir)
+    if args.status:
+        Path(args.status).unlink(missing_ok=True)  # a failed run must not leave an old status
+    try:
+        fetched = fetch(
+            spec.name,
+            raw_dir,
+            mirrors(args.mirror, params),
+            params.checksums,
+            params.retries,
+            params.timeout_s,
+        )
+    except DataUnavailable as exc:
+        if not args.status:
+            raise
+        write_status(args.status, spec, error=exc)
+        print(f"not available: {exc}", file=sys.stderr)
+        return 0
+    if args.status:
+        write_status(args.status, spec, fetched)
+    for member, path in sorted(fetched.paths.items()):
+        print(f"{spec.name}: {member} -> {path}")
+    for name, source in fetched.sources.items():
+        how = fetched.checksum_source[name]
+        print(f"{spec.name}: {name} from {source}, {fetched.checksums[name]} ({how})")
+    return 0
