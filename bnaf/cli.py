@@ -18,6 +18,8 @@ __all__ = ["COMMANDS", "main"]
 
 #: stage name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("bnaf.download", "fetch and verify one dataset into data/raw (or say why not)"),
+    "prepare": ("bnaf.prepare", "turn one dataset's raw files into data/prepared/<name>.h5"),
     "count": ("bnaf.count", "parameter counts of B-NAF against NAF-DDSF (Table 1, bottom rows)"),
     "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
     "figure": ("bnaf.figure", "draw a figure (PNG): figure2, figure3"),
