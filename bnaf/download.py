@@ -22,20 +22,26 @@ from bnaf.config import load
 from bnaf.data.download import DataUnavailable, write_status
 from bnaf.data.registry import fetch, get
 
-__all__ = ["DataParams", "load_data_params", "mirrors", "add_arguments", "run"]
+__all__ = ["DataParams", "DataResources", "load_data_params", "mirrors", "add_arguments", "run"]
+
+
+@dataclass
+class DataResources:
+    mem_mb: int = 4000
+    runtime: int = 120  # minutes
 
 
 @dataclass
 class DataParams:
-    """The ``data:`` section of ``params/<budget>/data.yaml``."""
+    """The ``data:`` section of ``params/<budget>/data.yaml`` (defaults: no params file given)."""
 
     datasets: list[str] = field(default_factory=list)
     raw_dir: str = "data/raw"
-    prepared_dir: str = "data/prepared"
     mirror: str | None = None
     retries: int = 3
     timeout_s: float = 60.0
     checksums: dict[str, str] = field(default_factory=dict)
+    resources: DataResources = field(default_factory=DataResources)
 
 
 def load_data_params(path: str | Path | None) -> DataParams:

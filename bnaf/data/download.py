@@ -210,7 +210,7 @@ def _http_to(url: str, part: Path, timeout: float) -> None:
 
 def _download(url: str, dest: Path, retries: int, timeout: float, log: list[str]) -> bool:
     part = dest.with_name(dest.name + ".part")
-    for attempt in range(retries + 1):
+    for attempt in range(1, retries + 2):
         try:
             _http_to(url, part, timeout)
             return True
@@ -218,10 +218,10 @@ def _download(url: str, dest: Path, retries: int, timeout: float, log: list[str]
             log.append(f"{url}: HTTP {exc.code} {exc.reason}")
             return False
         except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            log.append(f"{url}: {type(exc).__name__}: {reason} (attempt {attempt + 1})")
-            if attempt < retries:
-                time.sleep(min(2.0**attempt, 30.0) * 0.5)
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
+            if attempt <= retries:
+                time.sleep(min(2.0 ** (attempt - 1), 30.0) * 0.5)
+    log.append(f"{url}: {error} ({attempt} attempt{'s' if attempt > 1 else ''})")
     return False
 
 
@@ -398,12 +398,15 @@ def _fetch_file(
                     + "; ".join(bad)
                     + " — a damaged file is never used; delete it and fetch it again"
                 )
-            where = " or ".join(str(m / spec.name) for m in mirrors) or "a mirror folder"
+            where = " or ".join(str(m / Path(spec.name).name) for m in mirrors)
             raise DataUnavailable(
-                f"dataset '{dataset}': cannot obtain {expected}: "
-                + ("; ".join(log) if log else "no source given"),
-                f"Download {' or '.join(spec.urls)} and put it at {dest} or {where} "
-                f"(a mirror folder is named by --mirror, BNAF_MIRROR or the params' 'mirror')",
+                f"dataset '{dataset}': no copy of {expected} could be had: "
+                + ("; ".join(log) if log else "no mirror and no URL"),
+                f"Download {spec.urls[0] if spec.urls else Path(spec.name).name} and put it at "
+                f"{dest}"
+                + (f" or {where}" if where else "")
+                + " (or name a folder holding it with --mirror, $BNAF_MIRROR or the params' "
+                "'mirror'), then run the download again",
             )
         if source != "cache":
             _mark(dest, checksum, source)
