@@ -152,7 +152,7 @@ def _matches(path: Path, checksum: str) -> tuple[bool, str]:
 
 
 def _move_aside(path: Path) -> Path:
-    bad = path.with_name(path.name + ".corrupt")
+    bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
     path.replace(bad)
     return bad
 
@@ -204,8 +204,14 @@ def _http_to(url: str, part: Path, timeout: float) -> None:
             return _http_to(url, part, timeout)
         raise
     with resp, open(part, "ab" if start and resp.status == 206 else "wb") as out:
-        # http.client raises IncompleteRead when the body stops short of Content-Length.
         shutil.copyfileobj(resp, out, _CHUNK)
+        # read(amt) returns b"" at a premature end instead of raising: compare with the header
+        expected, got = (
+            resp.headers.get("Content-Length"),
+            out.tell() - (start if resp.status == 206 else 0),
+        )
+        if expected is not None and got < int(expected):
+            raise http.client.IncompleteRead(b"", int(expected) - got)
 
 
 def _download(url: str, dest: Path, retries: int, timeout: float, log: list[str]) -> bool:
@@ -229,15 +235,16 @@ def _copy_verified(src: Path, dest: Path, checksum: str) -> tuple[bool, str]:
     """Copy ``src`` to ``dest`` atomically, hashing on the way; keep it only if it matches."""
     algo, value = _split(checksum)
     h = hashlib.new(algo)
-    with atomic_path(dest) as tmp:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            for block in iter(lambda: fin.read(_CHUNK), b""):
-                h.update(block)
-                fout.write(block)
-        if h.hexdigest() != value:
-            bad = dest.with_name(dest.name + ".corrupt")
-            tmp.replace(bad)
-            return False, f"{algo}:{h.hexdigest()}"
+    part = dest.with_name(dest.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    with open(src, "rb") as fin, open(part, "wb") as fout:
+        for block in iter(lambda: fin.read(_CHUNK), b""):
+            h.update(block)
+            fout.write(block)
+    if h.hexdigest() != value:
+        _move_aside(part)
+        return False, f"{algo}:{h.hexdigest()}"
+    part.replace(dest)
     return True, checksum
 
 
