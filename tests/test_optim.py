@@ -1,0 +1,109 @@
+"""Adam/AMSGrad, Polyak averaging and the plateau schedule against hand-worked sequences."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bnaf.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
+
+
+def _steps(amsgrad: bool, grads: list[float], lr: float = 0.1) -> list[float]:
+    p = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = Adam([p], lr=lr, betas=(0.9, 0.999), eps=1e-8, amsgrad=amsgrad)
+    out = []
+    for g in grads:
+        p.grad = torch.tensor([g], dtype=torch.float64)
+        opt.step()
+        out.append(float(p))
+    return out
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_matches_kingma_ba_algorithm_by_hand(amsgrad: bool) -> None:
+    # Step 1, g = 2: m = 0.2, v = 0.004, alpha_t = 0.1 sqrt(1 - .999) / (1 - .9);
+    # the update alpha_t * m / (sqrt(v) + eps) is ~0.1 (Adam's first step has size ~lr).
+    # Step 2, g = 0: m = 0.18, v = 0.003996 (Adam) or max(0.004, 0.003996) (AMSGrad).
+    p1, p2 = _steps(amsgrad, [2.0, 0.0])
+    alpha1 = 0.1 * math.sqrt(1 - 0.999) / (1 - 0.9)
+    assert p1 == pytest.approx(1.0 - alpha1 * 0.2 / (math.sqrt(0.004) + 1e-8), abs=1e-12)
+    assert p1 == pytest.approx(0.9, abs=1e-7)
+    v2 = 0.004 if amsgrad else 0.999 * 0.004
+    alpha2 = 0.1 * math.sqrt(1 - 0.999**2) / (1 - 0.9**2)
+    assert p2 == pytest.approx(p1 - alpha2 * 0.18 / (math.sqrt(v2) + 1e-8), abs=1e-12)
+
+
+def test_amsgrad_differs_from_adam_only_when_second_moment_falls() -> None:
+    rising = [0.1, 0.5, 1.0]
+    assert _steps(False, rising) == pytest.approx(_steps(True, rising), abs=1e-15)
+    assert _steps(False, [2.0, 0.0])[1] != pytest.approx(_steps(True, [2.0, 0.0])[1], abs=1e-9)
+
+
+@pytest.mark.parametrize("init", ["zeros", "params"])
+def test_polyak_average_by_hand(init: str) -> None:
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    avg = PolyakAverage(model, rate=0.5, init=init)
+    start = 0.0 if init == "zeros" else 3.0
+    expected = start
+    for value in (2.0, 4.0, 8.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        avg.update()
+        expected = 0.5 * expected + 0.5 * value
+        assert float(avg.average[0]) == pytest.approx(expected)
+    # zeros: 0 -> 1 -> 2.5 -> 5.25; params: 3 -> 2.5 -> 3.25 -> 5.625
+    assert expected == (5.25 if init == "zeros" else 5.625)
+    avg.swap()
+    assert float(model.weight) == pytest.approx(expected)
+    avg.swap()
+    assert float(model.weight) == 8.0
+    state = avg.state_dict()
+    other = PolyakAverage(model, rate=0.9)
+    other.load_state_dict(state)
+    assert other.rate == 0.5 and float(other.average[0]) == pytest.approx(expected)
+
+
+def test_plateau_schedule_hand_worked_sequence() -> None:
+    # patience 2, cooldown 1, early stopping after 5 epochs, improvement = 0.1 below best.
+    s = PlateauSchedule(patience=2, cooldown=1, early_stopping=5, threshold=0.1)
+    losses = [1.0, 0.95, 0.95, 0.95, 0.95, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    got = [s.step(x) for x in losses]
+    # e1 best; e2-e3 bad (0.95 is not below 1.0 - 0.1); e4: 3 bad > 2 -> decay, cooldown 1;
+    # e5 in cooldown (bad not counted); e6 best; e7, e8 bad; e9 decay; e10 cooldown;
+    # e11: five epochs without improvement since e6 -> stop.
+    assert [i + 1 for i, d in enumerate(got) if d.improved] == [1, 6]
+    assert [i + 1 for i, d in enumerate(got) if d.reduce] == [4, 9]
+    assert [i + 1 for i, d in enumerate(got) if d.stop] == [11]
+    assert s.best == 0.5
+
+
+def test_plateau_schedule_rel_mode_and_nonfinite() -> None:
+    s = PlateauSchedule(
+        patience=0, cooldown=0, early_stopping=10, threshold=0.1, threshold_mode="rel"
+    )
+    assert s.step(10.0).improved
+    assert not s.step(9.5).improved  # needs < 10 * 0.9
+    assert s.step(8.9).improved
+    d = s.step(float("nan"))
+    assert not d.improved and d.reduce  # a NaN validation never counts as an improvement
+
+
+def test_plateau_state_round_trip() -> None:
+    s = PlateauSchedule(patience=1, cooldown=2, early_stopping=4)
+    for x in (3.0, 3.0, 3.0):
+        s.step(x)
+    t = PlateauSchedule()
+    t.load_state_dict(s.state_dict())
+    assert [t.step(x) for x in (3.0, 1.0)] == [s.step(x) for x in (3.0, 1.0)]
+
+
+def test_decayed_lr_halves_down_to_the_minimum() -> None:
+    lrs = [1e-2]
+    for _ in range(6):
+        lrs.append(decayed_lr(lrs[-1], 0.5, 5e-4))
+    assert lrs == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 5e-4, 5e-4])
