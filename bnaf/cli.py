@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("bnaf.download", "fetch and verify one dataset into data/raw (or say why not)"),
     "prepare": ("bnaf.prepare", "turn one dataset's raw files into data/prepared/<name>.h5"),
     "count": ("bnaf.count", "parameter counts of B-NAF against NAF-DDSF (Table 1, bottom rows)"),
+    "train": ("bnaf.train", "train one B-NAF density estimator (Section 5.3)"),
+    "select": ("bnaf.select", "pick a dataset's grid config by validation LL (Section 5.3)"),
     "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
     "figure": ("bnaf.figure", "draw a figure (PNG): figure2, figure3"),
     "gpu": ("bnaf.gpu", "run a command pinned to a free local GPU slot (CUDA_VISIBLE_DEVICES)"),
