@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from bnaf.errors import BnafError
-from bnaf.flow import BNAF, BlockFlow, Permutation
+from bnaf.flow import BNAF, BlockFlow, Permutation, Tanh
 
 OutsideMode = Literal["raise", "mask"]
 
@@ -114,20 +114,28 @@ class _RowSolver:
         a, b = self.a[layer], self.b[layer]
         return self.W[layer][i * a : (i + 1) * a, i * b : (i + 1) * b]
 
-    def evaluate(self, i: int, x: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """``y_i``, ``dy_i/dx_i`` at ``x_i = x`` (n,), and row ``i`` of every layer's input."""
-        a0 = self.a[0]
+    def row_constants(self, i: int) -> list[Tensor]:
+        """Row ``i`` of every layer's accumulated pre-activations, each ``(n, a)``."""
+        return [c[:, i * a : (i + 1) * a] for c, a in zip(self.C, self.a)]
+
+    def evaluate(
+        self, i: int, x: Tensor, rows: list[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """``y_i``, ``dy_i/dx_i`` at ``x_i = x`` (m,), and row ``i`` of every layer's input;
+        ``rows`` (default: all points) are the matching :meth:`row_constants`."""
+        rows = self.row_constants(i) if rows is None else rows
         w = self._block(0, i)[:, 0]  # (a0,), positive
-        pre = self.C[0][:, i * a0 : (i + 1) * a0] + x[:, None] * w
+        pre = rows[0] + x[:, None] * w
         dpre = w.expand_as(pre)
         inputs = [x[:, None]]
         for layer, act in enumerate(self.flow.activations, start=1):
-            u, log_du = act(pre)
+            u, log_du = (torch.tanh(pre), None) if isinstance(act, Tanh) else act(pre)
+            # tanh' = 1 - tanh^2 is cheaper than the exp of the log-derivative.
+            du = 1.0 - u * u if log_du is None else log_du.exp()
             inputs.append(u)
             block = self._block(layer, i)
-            a = self.a[layer]
-            pre = self.C[layer][:, i * a : (i + 1) * a] + u @ block.T
-            dpre = (log_du.exp() * dpre) @ block.T
+            pre = rows[layer] + u @ block.T
+            dpre = (du * dpre) @ block.T
         f, df = pre[:, 0], dpre[:, 0]
         return self.keep * f + self.leak * x, self.keep * df + self.leak, inputs
 
@@ -147,6 +155,15 @@ class _RowSolver:
                     u, _ = self.flow.activations[layer](pre)
             out.append(self.keep * pre[:, 0])
         return out[0], out[1]
+
+    def f_bounds(self, i: int) -> tuple[Tensor, Tensor]:
+        """Cheap bounds on ``keep * f_i`` for a bounded activation: the last layer's inputs
+        lie in ``[act_lo, act_hi]`` and its weights on row ``i`` have either sign."""
+        block = self._block(len(self.W) - 1, i)[0]  # weights of f_i on its own row's units
+        c = self.C[-1][:, i]
+        spread = torch.where(block > 0, block * self.act_hi, block * self.act_lo)
+        low = torch.where(block > 0, block * self.act_lo, block * self.act_hi)
+        return self.keep * (c + low.sum()), self.keep * (c + spread.sum())
 
     def limits(self, i: int, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
         """``lim y_i`` as ``x_i -> -inf`` and ``+inf`` given the solved rows, shape (n,)."""
@@ -199,11 +216,11 @@ def invert_flow(
             lo, hi = solver.saturation_bracket(i)
         else:
             if bounded:  # y = keep f + leak x with keep f in (f_lo, f_hi): x is bracketed
-                f_lo, f_hi = solver.f_limits(i, n, y)
+                f_lo, f_hi = solver.f_bounds(i)
                 lo, hi = (yi - f_hi) / solver.leak, (yi - f_lo) / solver.leak
-            else:
+            else:  # LeakyReLU: unbounded f, so widen a bracket around 0 until it holds
                 lo, hi = torch.full_like(yi, -1.0), torch.ones_like(yi)
-            lo, hi, count = _expand(solver, i, yi, lo, hi, ok, count)
+                lo, hi, count = _expand(solver, i, yi, lo, hi, ok, count)
         xi, done, count = _rtsafe(solver, i, yi, lo, hi, ok, tol_scale, max_iter, count)
         converged &= done | ~ok
         xi = torch.where(ok, xi, 0.5 * (lo + hi).nan_to_num(0.0))
@@ -219,12 +236,14 @@ def _expand(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Widen ``[lo, hi]`` by doubling until ``y_i(lo) <= y <= y_i(hi)``."""
     width = (hi - lo).clamp_min(1.0)
+    pending = ok
     for _ in range(1100):  # 2^1100 > the largest float64
         g_lo, _, _ = solver.evaluate(i, lo)
         g_hi, _, _ = solver.evaluate(i, hi)
+        count = count + 2 * pending
         low, high = ok & (g_lo > y), ok & (g_hi < y)
-        count = count + 2 * (low | high)
-        if not bool((low | high).any()):
+        pending = low | high
+        if not bool(pending.any()):
             break
         # A failed end is still a valid bound on the other side.
         lo, hi = torch.where(low, lo - width, lo), torch.where(low, lo, hi)
@@ -245,28 +264,42 @@ def _rtsafe(
     count: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Safeguarded Newton/bisection on ``y_i(x) = y`` within ``[lo, hi]``, batched."""
-    x = 0.5 * (lo + hi)
+    x_out = 0.5 * (lo + hi)
+    done_out = ~ok
+    # Work on the unsolved points only: they become few after a handful of iterations.
+    idx = ok.nonzero().squeeze(1)
+    rows = [r[idx] for r in solver.row_constants(i)]
+    y, lo, hi, x = y[idx], lo[idx], hi[idx], x_out[idx]
     dx = dx_old = hi - lo
-    done = ~ok
+    evals = torch.zeros_like(idx)
     for _ in range(max_iter):
-        g, dg, _ = solver.evaluate(i, x)
-        count = count + ~done
+        if idx.numel() == 0:
+            break
+        g, dg, _ = solver.evaluate(i, x, rows)
+        evals += 1
         f = g - y
-        lo = torch.where(~done & (f < 0), x, lo)
-        hi = torch.where(~done & (f > 0), x, hi)
+        lo, hi = torch.where(f < 0, x, lo), torch.where(f > 0, x, hi)
         newton = x - f / dg
         use_newton = (
             (dg > 0) & (newton >= lo) & (newton <= hi) & ((2 * f).abs() <= (dx_old * dg).abs())
         )
         x_new = torch.where(use_newton, newton, 0.5 * (lo + hi))
-        dx_old, dx = dx, x_new - x
-        x = torch.where(done, x, x_new)
+        x_new = torch.where(f == 0, x, x_new)
+        dx_old, dx, x = dx, x_new - x, x_new
         # Solved once the step just taken, or the bracket, is within tolerance.
         tol = tol_scale * (1.0 + x.abs())
-        done = done | (f == 0) | (dx.abs() <= tol) | (hi - lo <= tol)
-        if bool(done.all()):
-            break
-    return x, done, count
+        fin = (f == 0) | (dx.abs() <= tol) | (hi - lo <= tol)
+        if bool(fin.any()):
+            x_out[idx[fin]] = x[fin]
+            done_out[idx[fin]] = True
+            count[idx[fin]] += evals[fin]
+            keep = ~fin
+            idx, x, lo, hi, y = idx[keep], x[keep], lo[keep], hi[keep], y[keep]
+            dx, dx_old, evals = dx[keep], dx_old[keep], evals[keep]
+            rows = [r[keep] for r in rows]
+    x_out[idx] = x  # did not converge within max_iter: best estimate, flagged
+    count[idx] += evals
+    return x_out, done_out, count
 
 
 @torch.no_grad()
@@ -322,8 +355,8 @@ def invert_checked(
     if n_out:
         raise BnafError(
             f"{n_out} of {len(res.inside)} points lie outside the flow's range (or are not "
-            "finite); the last flow has no residual, so its range is bounded: use "
-            "outside='mask' to get the others"
+            "finite): a flow with tanh and no residual maps onto a bounded set; use "
+            "outside='mask' to invert the others"
         )
     n_bad = int((~res.converged).sum())
     if n_bad:
@@ -374,7 +407,9 @@ def sample(
                 f"only {have} of {n} samples after {drawn} base draws: the flow's range holds "
                 f"too little base mass ({have / max(drawn, 1):.2g})"
             )
-        m = min(batch_size, max_draws - drawn)
+        # Size the next draw by the acceptance rate so far (1 to begin with).
+        rate = max(have / drawn, 0.01) if drawn else 1.0
+        m = min(batch_size, max_draws - drawn, math.ceil(1.1 * (n - have) / rate) + 16)
         z = torch.randn(m, model.dim, generator=generator, dtype=param.dtype, device="cpu")
         res = invert(model, z.to(param.device), xtol=xtol)
         kept.append(res.x[res.inside])
