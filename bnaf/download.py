@@ -41,6 +41,7 @@ class DataParams:
     retries: int = 3
     timeout_s: float = 60.0
     checksums: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, list[str]] = field(default_factory=dict)
     resources: DataResources = field(default_factory=DataResources)
 
 
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             params.checksums,
             params.retries,
             params.timeout_s,
+            params.urls,
         )
     except DataUnavailable as exc:
         if not args.status:

@@ -343,6 +343,7 @@ def _fetch_file(
     overrides: Mapping[str, str],
     retries: int,
     timeout: float,
+    urls: Sequence[str],
 ) -> tuple[dict[str, Path], str, str, str]:
     checksum = overrides.get(spec.name, spec.checksum)
     origin = "override" if checksum != spec.checksum else "official"
@@ -388,7 +389,7 @@ def _fetch_file(
                 if source is None:
                     log.append(f"not in mirror {mirror}")
         if source is None:
-            for url in spec.urls:
+            for url in urls:
                 if _download(url, dest, retries, timeout, log):
                     part = dest.with_name(dest.name + ".part")
                     ok, got = _matches(part, checksum)
@@ -409,7 +410,7 @@ def _fetch_file(
             raise DataUnavailable(
                 f"dataset '{dataset}': no copy of {expected} could be had: "
                 + ("; ".join(log) if log else "no mirror and no URL"),
-                f"Download {spec.urls[0] if spec.urls else Path(spec.name).name} and put it at "
+                f"Download {urls[0] if urls else Path(spec.name).name} and put it at "
                 f"{dest}"
                 + (f" or {where}" if where else "")
                 + " (or name a folder holding it with --mirror, $BNAF_MIRROR or the params' "
@@ -429,6 +430,7 @@ def fetch(
     overrides: Mapping[str, str] | None = None,
     retries: int = 3,
     timeout: float = 60.0,
+    urls: Mapping[str, Sequence[str]] | None = None,
 ) -> Fetched:
     r"""Make every file of ``spec`` present and verified under ``raw_dir``.
 
@@ -439,6 +441,8 @@ def fetch(
         overrides: checksum per file name or member, replacing the official one (tests).
         retries: further attempts per URL after a network failure.
         timeout: seconds per network operation.
+        urls: URLs per file name replacing the published ones (an institutional HTTP mirror;
+            tests point them at a local server).
 
     Returns:
         :class:`Fetched` with ``paths[member or file name] -> local path``.
@@ -455,10 +459,11 @@ def fetch(
     else:
         mirrors = [Path(m) for m in mirror]
     overrides = dict(overrides or {})
+    urls = dict(urls or {})
     paths, sources, sums, origin = {}, {}, {}, {}
     for f in spec.files:
         got, sources[f.name], sums[f.name], origin[f.name] = _fetch_file(
-            spec.name, f, raw_dir, mirrors, overrides, retries, timeout
+            spec.name, f, raw_dir, mirrors, overrides, retries, timeout, urls.get(f.name, f.urls)
         )
         paths.update(got)
     return Fetched(spec.name, paths, sources, sums, origin)

@@ -91,6 +91,7 @@ def fetch(
     overrides: Mapping[str, str] | None = None,
     retries: int = 3,
     timeout: float = 60.0,
+    urls: Mapping[str, Sequence[str]] | None = None,
 ) -> Fetched:
     """Fetch and verify dataset ``name`` (see :func:`bnaf.data.download.fetch`)."""
-    return _fetch(get(name), raw_dir, mirror, overrides, retries, timeout)
+    return _fetch(get(name), raw_dir, mirror, overrides, retries, timeout, urls)
