@@ -28,23 +28,25 @@ their own small archives; whichever checksum was used is reported as ``checksum_
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import http.client
-import json
-import shutil
-import tarfile
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bnaf.data.archive import extract
+from bnaf.data.http import download
+from bnaf.data.verify import (
+    ChecksumError,
+    copy_verified,
+    file_digest,
+    locked,
+    mark,
+    marked,
+    matches,
+    move_aside,
+)
 from bnaf.errors import BnafError
-from bnaf.io import atomic_path, atomic_write_json
+from bnaf.io import atomic_write_json
 
 __all__ = [
     "RemoteFile",
@@ -56,8 +58,6 @@ __all__ = [
     "file_digest",
     "write_status",
 ]
-
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -125,188 +125,6 @@ class DataUnavailable(BnafError):
         self.how_to_supply = how_to_supply
 
 
-class ChecksumError(BnafError):
-    """A file (or archive) failed verification; it was moved aside as ``*.corrupt``."""
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of ``path`` read in chunks (files can be several GB)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _split(checksum: str) -> tuple[str, str]:
-    algo, _, value = checksum.partition(":")
-    if algo not in ("md5", "sha1", "sha256") or not value:
-        raise BnafError(f"bad checksum {checksum!r}: expected 'md5:<hex>' or 'sha256:<hex>'")
-    return algo, value.lower()
-
-
-def _matches(path: Path, checksum: str) -> tuple[bool, str]:
-    algo, value = _split(checksum)
-    got = file_digest(path, algo)
-    return got == value, f"{algo}:{got}"
-
-
-def _move_aside(path: Path) -> Path:
-    bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
-    path.replace(bad)
-    return bad
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Serialise jobs fetching the same file (five UCI datasets share one archive)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _marker(path: Path) -> Path:
-    return path.with_name(path.name + ".verified")
-
-
-def _marked(path: Path, checksum: str) -> bool:
-    m = _marker(path)
-    if not (path.is_file() and m.is_file()):
-        return False
-    try:
-        info = json.loads(m.read_text())
-    except ValueError:
-        return False
-    return info.get("checksum") == checksum and info.get("size") == path.stat().st_size
-
-
-def _mark(path: Path, checksum: str, source: str) -> None:
-    info = {"checksum": checksum, "size": path.stat().st_size, "source": source}
-    atomic_write_json(_marker(path), info)
-
-
-def _http_to(url: str, part: Path, timeout: float) -> None:
-    """Download ``url`` into ``part``, resuming from its current size when the server allows."""
-    start = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": "bnaf-reproduction/1"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    req = urllib.request.Request(url, headers=headers)
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:  # our partial file is already whole (or bad): restart
-            part.unlink()
-            return _http_to(url, part, timeout)
-        raise
-    with resp, open(part, "ab" if start and resp.status == 206 else "wb") as out:
-        shutil.copyfileobj(resp, out, _CHUNK)
-        # read(amt) returns b"" at a premature end instead of raising: compare with the header
-        expected, got = (
-            resp.headers.get("Content-Length"),
-            out.tell() - (start if resp.status == 206 else 0),
-        )
-        if expected is not None and got < int(expected):
-            raise http.client.IncompleteRead(b"", int(expected) - got)
-
-
-def _download(url: str, dest: Path, retries: int, timeout: float, log: list[str]) -> bool:
-    part = dest.with_name(dest.name + ".part")
-    for attempt in range(1, retries + 2):
-        try:
-            _http_to(url, part, timeout)
-            return True
-        except urllib.error.HTTPError as exc:  # 404 and friends: retrying will not help
-            log.append(f"{url}: HTTP {exc.code} {exc.reason}")
-            return False
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            error = f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
-            if attempt <= retries:
-                time.sleep(min(2.0 ** (attempt - 1), 30.0) * 0.5)
-    log.append(f"{url}: {error} ({attempt} attempt{'s' if attempt > 1 else ''})")
-    return False
-
-
-def _copy_verified(src: Path, dest: Path, checksum: str) -> tuple[bool, str]:
-    """Copy ``src`` to ``dest`` atomically, hashing on the way; keep it only if it matches."""
-    algo, value = _split(checksum)
-    h = hashlib.new(algo)
-    part = dest.with_name(dest.name + ".part")
-    part.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(part, "wb") as fout:
-        for block in iter(lambda: fin.read(_CHUNK), b""):
-            h.update(block)
-            fout.write(block)
-    if h.hexdigest() != value:
-        _move_aside(part)
-        return False, f"{algo}:{h.hexdigest()}"
-    part.replace(dest)
-    return True, checksum
-
-
-def _member_key(name: str) -> str:
-    while name.startswith("./"):
-        name = name[2:]
-    return name
-
-
-def _find_member(names: Sequence[str], member: str) -> str | None:
-    for n in names:
-        key = _member_key(n)
-        if key == member:
-            return n
-        head, _, rest = key.partition("/")
-        if rest == member and head:  # one top-level folder such as "data/"
-            return n
-    return None
-
-
-def _extract(archive: Path, spec: RemoteFile, raw_dir: Path, checksum: str) -> dict[str, Path]:
-    """Extract ``spec.members`` from a tar archive, reading it to its end to catch truncation."""
-    wanted = {m: raw_dir / m for m in spec.members}
-    todo = {m: p for m, p in wanted.items() if not _marked(p, f"{spec.name}@{checksum}")}
-    if not todo:
-        return wanted
-    with contextlib.ExitStack() as stack:
-        tmps = {}
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                seen = []
-                for info in tar:  # iterating to the end reads the whole compressed stream
-                    seen.append(info.name)
-                    for m in todo:
-                        if info.isfile() and _find_member([info.name], m):
-                            tmps[m] = stack.enter_context(atomic_path(todo[m]))
-                            with tar.extractfile(info) as fin, open(tmps[m], "wb") as fout:
-                                shutil.copyfileobj(fin, fout, _CHUNK)
-        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            for t in tmps.values():
-                t.unlink(missing_ok=True)
-            bad = _move_aside(archive)
-            _marker(archive).unlink(missing_ok=True)
-            raise ChecksumError(
-                f"{archive}: cannot read the archive to its end ({type(exc).__name__}: {exc}); "
-                f"it is truncated or damaged and was moved aside to {bad.name}"
-            ) from exc
-        missing = sorted(set(todo) - set(tmps))
-        if missing:
-            for t in tmps.values():
-                t.unlink(missing_ok=True)
-            shown = ", ".join(seen[:12]) + (" ..." if len(seen) > 12 else "")
-            raise BnafError(
-                f"{archive}: archive has no member {', '.join(missing)} "
-                f"(looked for '<member>' and '<top folder>/<member>'; it holds: {shown})"
-            )
-    # every temporary has been renamed into place by atomic_path; now mark them
-    for m in todo:
-        _mark(todo[m], f"{spec.name}@{checksum}", f"extracted from {archive.name}")
-    return wanted
-
-
 def _from_extracted_mirror(
     spec: RemoteFile, raw_dir: Path, mirrors: Sequence[Path], overrides: Mapping[str, str]
 ) -> dict[str, Path] | None:
@@ -322,14 +140,14 @@ def _from_extracted_mirror(
             out = {}
             for m, src in srcs.items():
                 dest = raw_dir / m
-                if not _marked(dest, sums[m]):
-                    ok, got = _copy_verified(src, dest, sums[m])
+                if not marked(dest, sums[m]):
+                    ok, got = copy_verified(src, dest, sums[m])
                     if not ok:
                         raise ChecksumError(
                             f"{src}: checksum {got} != expected {sums[m]}; not used "
                             f"(the copy was moved aside to {dest.name}.corrupt)"
                         )
-                    _mark(dest, sums[m], f"mirror:{src}")
+                    mark(dest, sums[m], f"mirror:{src}")
                 out[m] = dest
             return out
     return None
@@ -350,16 +168,16 @@ def _fetch_file(
     dest = raw_dir / spec.name
     log: list[str] = []
     bad: list[str] = []
-    with _locked(dest):
+    with locked(dest):
         source = None
-        if _marked(dest, checksum):
+        if marked(dest, checksum):
             source = "cache"
         elif dest.is_file():
-            ok, got = _matches(dest, checksum)
+            ok, got = matches(dest, checksum)
             if ok:
                 source = "raw_dir"
             else:
-                bad.append(f"{dest} has {got}, moved aside to {_move_aside(dest).name}")
+                bad.append(f"{dest} has {got}, moved aside to {move_aside(dest).name}")
         if source is None:
             names = (spec.name, Path(spec.name).name, *spec.mirror_names)
             for mirror in mirrors:
@@ -370,7 +188,7 @@ def _fetch_file(
                     continue
                 for src in dict.fromkeys(mirror / n for n in names):
                     if source is None and src.is_file():
-                        ok, got = _copy_verified(src, dest, checksum)
+                        ok, got = copy_verified(src, dest, checksum)
                         if ok:
                             source = f"mirror:{src}"
                         else:
@@ -390,14 +208,14 @@ def _fetch_file(
                     log.append(f"not in mirror {mirror}")
         if source is None:
             for url in urls:
-                if _download(url, dest, retries, timeout, log):
+                if download(url, dest, retries, timeout, log):
                     part = dest.with_name(dest.name + ".part")
-                    ok, got = _matches(part, checksum)
+                    ok, got = matches(part, checksum)
                     if ok:
                         part.replace(dest)
                         source = f"url:{url}"
                         break
-                    bad.append(f"{url} gave {got}, moved aside to {_move_aside(part).name}")
+                    bad.append(f"{url} gave {got}, moved aside to {move_aside(part).name}")
         if source is None:
             expected = f"{spec.name} ({checksum})"
             if bad:
@@ -417,9 +235,13 @@ def _fetch_file(
                 "'mirror'), then run the download again",
             )
         if source != "cache":
-            _mark(dest, checksum, source)
+            mark(dest, checksum, source)
         # Extract under the lock too: a damaged archive is moved aside while others wait.
-        paths = _extract(dest, spec, raw_dir, checksum) if spec.members else {spec.name: dest}
+        paths = (
+            extract(dest, spec.name, spec.members, raw_dir, checksum)
+            if spec.members
+            else {spec.name: dest}
+        )
     return paths, source, checksum, origin
 
 
