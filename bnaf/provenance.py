@@ -91,12 +91,14 @@ def library_versions() -> dict[str, str]:
 
 
 def devices_in(obj: Any) -> set[str]:
-    """Every ``device``/``gpu`` string recorded anywhere in a part's JSON (hardware used)."""
+    """Every ``device``/``gpu``/``devices``/``hardware`` string in a part's JSON (hardware)."""
     found: set[str] = set()
     if isinstance(obj, dict):
         for key, value in obj.items():
             if key in ("device", "gpu") and isinstance(value, str):
                 found.add(value)
+            elif key in ("devices", "hardware", "gpus") and isinstance(value, list):
+                found |= {v for v in value if isinstance(v, str)}
             else:
                 found |= devices_in(value)
     elif isinstance(obj, list):

@@ -24,9 +24,9 @@ from bnaf.config import load
 from bnaf.errors import BnafError
 from bnaf.io import atomic_write_json, atomic_write_text
 from bnaf.provenance import devices_in, library_versions, stage_times
-from bnaf.report_parts import Comparison, comparisons, fmt, not_run_items, text_items
+from bnaf.report_parts import Comparison, comparisons, difference_rows, fmt, not_run_items
 
-__all__ = ["PartSpec", "ReportParams", "load_part", "build", "add_arguments", "run"]
+__all__ = ["PartSpec", "ReportParams", "load_part", "build", "metrics", "add_arguments", "run"]
 
 
 @dataclass
@@ -155,41 +155,52 @@ def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict
         ]
     md += ["## Reproduced against published", ""]
     md.append(_comparison_table(rows) if rows else "No reproduced numbers: no part has run.")
-    if missing:
-        md += ["", "## Parts not run", ""]
-        md += [f"- **{m['title']}** (`{m['part']}`): not run — {m['reason']}." for m in missing]
 
     differences: list[dict[str, str]] = []
     not_run: list[dict[str, str]] = list(missing)
+    sections: list[str] = []
     for spec in params.parts:
         if spec.name not in parts:
             continue
         data = parts[spec.name]
-        md += ["", f"## {spec.title}", ""]
+        sections += ["", f"## {spec.title}", ""]
         md_path = workdir / spec.markdown if spec.markdown else None
         if md_path is not None and md_path.is_file():
-            md.append(_demote(md_path.read_text()))
+            sections.append(_demote(md_path.read_text()))
         for fig in spec.figures:
             if (workdir / fig).is_file():
                 rel = os.path.relpath(workdir / fig, out_dir)
-                md += ["", f"![{Path(fig).stem}]({rel})"]
+                sections += ["", f"![{Path(fig).stem}]({rel})"]
             else:
-                md += ["", f"- Figure `{fig}`: not produced."]
                 not_run.append({"part": spec.name, "what": fig, "reason": "figure not produced"})
-        items = not_run_items(data["not_run"])
-        if items:
-            md += ["", "**Not run:**", ""] + [f"- {line}" for line in items]
-            not_run += [{"part": spec.name, "what": line} for line in items]
-        diffs = text_items(data["differences"])
-        differences += [{"part": spec.name, "difference": d} for d in diffs]
+        not_run += [{"part": spec.name, "what": x} for x in not_run_items(data["not_run"])]
+        differences += [{"part": spec.name, **d} for d in difference_rows(data["differences"])]
 
+    md += ["", "## Not run", ""]
+    for m in not_run:
+        if "title" in m:
+            md.append(f"- **{m['title']}** (`{m['part']}`): not run — {m['reason']}.")
+        elif "reason" in m:
+            md.append(f"- ({m['part']}) `{m['what']}`: {m['reason']}.")
+        else:
+            md.append(f"- ({m['part']}) {m['what']}")
+    if not not_run:
+        md.append("Everything the params ask for was run.")
+    md += sections
     md += [""] + _how_run(params, parts, workdir)
     md += ["", "### Where this run differs from the paper", ""]
     if params.reduced:
-        md.append(f"- (all parts) budget `{params.budget}` is reduced: fewer steps and seeds.")
-    md += [f"- ({d['part']}) {d['difference']}" for d in differences]
-    if not differences and not params.reduced:
-        md.append("- None recorded by the parts.")
+        md += [
+            f"Budget `{params.budget}` is reduced (fewer epochs, iterations, seeds or samples; "
+            "each part's params file says which), besides the choices below.",
+            "",
+        ]
+    if differences:
+        head = ["part", "topic", "paper", "authors' code", "this run"]
+        body = [[d["part"], d["topic"], d["paper"], d["code"], d["ours"]] for d in differences]
+        md.append(tabulate(body, head, tablefmt="github", disable_numparse=True))
+    else:
+        md.append("None recorded by the parts.")
     twin = {
         "budget": params.budget,
         "reduced": params.reduced,
@@ -202,10 +213,26 @@ def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict
     return "\n".join(md) + "\n", twin
 
 
+def metrics(twin: dict[str, Any]) -> dict[str, Any]:
+    r"""Reproduced numbers as ``part -> quantity -> {ours, published, delta_std}`` (for DVC)."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in twin["comparisons"]:
+        if c["ours"] is None:
+            continue
+        row = {"ours": c["ours"], "published": c["paper"]}
+        if c["delta_in_published_std"] is not None:
+            row["delta_std"] = round(c["delta_in_published_std"], 3)
+        out.setdefault(c["part"], {})[c["what"]] = row
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", required=True, help="params/<budget>/report.yaml")
     parser.add_argument("--output", default="reports/report.md", help="the Markdown report")
     parser.add_argument("--json", default="reports/report.json", help="its JSON twin")
+    parser.add_argument(
+        "--metrics", default=None, help="flat part -> quantity -> value file (dvc metrics)"
+    )
     parser.add_argument("--workdir", default=".", help="root the parts' paths are relative to")
 
 
@@ -215,6 +242,8 @@ def run(args: argparse.Namespace) -> int:
     text, twin = build(params, Path(args.workdir), output.parent)
     atomic_write_text(output, text)
     atomic_write_json(args.json, twin)
+    if args.metrics:
+        atomic_write_json(args.metrics, metrics(twin))
     print(
         f"report: {len(twin['parts_run'])}/{len(params.parts)} parts, "
         f"{len(twin['comparisons'])} comparisons -> {output}"

@@ -19,8 +19,10 @@ rule report:
     output:
         md=report("reports/report.md", caption="../report/report.rst", category="Report"),
         json="reports/report.json",
+        metrics="reports/metrics.json",
     log:
         "logs/report/report.log",
     shell:
         "{PY} report --params {PARAMS}/report.yaml --output {output.md} --json {output.json}"
+        " --metrics {output.metrics}"
         " > {log} 2>&1"
