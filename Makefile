@@ -14,14 +14,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole report, reports/report.md (rule all), then its self-contained HTML twin.
 quick: $(STAMP)
 	$(PYTHON) -m snakemake --cores $(CORES) --config params=params/quick
+	$(PYTHON) -m snakemake --report reports/report.html --config params=params/quick
 
 paper: $(STAMP)
 	$(PYTHON) -m snakemake --cores $(CORES) --config params=params/paper
+	$(PYTHON) -m snakemake --report reports/report.html --config params=params/paper
 
+# --dist loadfile: the tests of one file share a worker (one test SLURM cluster per file).
 test: $(STAMP)
-	$(PYTHON) -m pytest -n $(CORES)
+	$(PYTHON) -m pytest -n $(CORES) --dist loadfile
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -n $(CORES) -m "not slow"
