@@ -276,6 +276,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": params.seed,
         **body,
         "wall_time_s": time.perf_counter() - start,
+        # CPU seconds of this process: on a shared machine, the wall time's honest companion.
+        "cpu_time_s": time.process_time(),
         "environment": environment_info(device),
     }
     atomic_write_json(out / "metrics.json", metrics)

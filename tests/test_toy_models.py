@@ -1,0 +1,99 @@
+"""Glow and planar baselines, the B-NAF sampler's grid density, and the coverage measure."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from bnaf.flow import BNAF
+from bnaf.glow import Glow, load_glow, save_glow
+from bnaf.planar import PlanarFlow, load_planar, save_planar
+from bnaf.toy_eval import bnaf_sampler_log_prob_grid, coverage, mean_se
+
+
+def _autograd_log_det(fn, x):
+    return torch.stack([torch.linalg.slogdet(jacobian(fn, xi[None])[0, :, 0])[1] for xi in x])
+
+
+@pytest.mark.parametrize("flows", [1, 5])
+def test_planar_log_det_inverse_and_constraint(flows):
+    torch.manual_seed(flows)
+    model = PlanarFlow(2, flows=flows, init_std=1.0).double()
+    z = torch.randn(6, 2, dtype=torch.float64)
+    x, log_det = model(z)
+    np.testing.assert_allclose(log_det.detach(), _autograd_log_det(lambda v: model(v)[0], z))
+    np.testing.assert_allclose(model.inverse(x.detach()), z, atol=1e-9)
+    assert ((model.w * model._u_hat()).sum(-1) >= -1).all()  # invertibility constraint
+    xs, log_q = model.sample(50)
+    np.testing.assert_allclose(model.log_prob(xs.detach()), log_q.detach(), atol=1e-8)
+
+
+def test_glow_log_det_and_actnorm_init():
+    torch.manual_seed(0)
+    model = Glow(2, depth=3, hidden=8).double()
+    x = torch.randn(500, 2, dtype=torch.float64) * 3 + 1
+    out, _ = model.steps[0](x)  # first call: data-dependent actnorm initialisation
+    h = (x + model.steps[0].bias) * model.steps[0].log_scale.exp()
+    np.testing.assert_allclose(h.mean(0).detach(), 0, atol=1e-9)
+    np.testing.assert_allclose(h.std(0).detach(), 1, atol=1e-3)
+    for p in model.parameters():  # give the zero-initialised couplings something to do
+        p.data.add_(0.1 * torch.randn_like(p))
+    model.eval()
+    xs = x[:5]
+    _, log_det = model(xs)
+    np.testing.assert_allclose(log_det.detach(), _autograd_log_det(lambda v: model(v)[0], xs))
+
+
+def test_baseline_save_load_round_trip(tmp_path):
+    g, p = Glow(2, depth=2, hidden=4), PlanarFlow(2, flows=3)
+    save_glow(g, tmp_path / "g.pt")
+    save_planar(p, tmp_path / "p.pt")
+    x = torch.randn(7, 2)
+    g.eval()
+    torch.testing.assert_close(load_glow(tmp_path / "g.pt").eval().log_prob(x), g.log_prob(x))
+    torch.testing.assert_close(load_planar(tmp_path / "p.pt")(x)[0], p(x)[0])
+
+
+def test_bnaf_sampler_grid_density_is_exact_and_normalised():
+    torch.manual_seed(1)
+    model = BNAF(2, flows=1, layers=2, hidden_factor=4).double()
+    with torch.no_grad():
+        y = torch.randn(4, 2, dtype=torch.float64)
+        x, log_det = model(y)
+        log_q = -0.5 * (y.square().sum(-1) + 2 * math.log(2 * math.pi)) - log_det
+    # A grid through (x1, x2) of each sample: its cell must carry the sample's log q.
+    for (x1, x2), want in zip(x.numpy(), log_q.numpy()):
+        centres = np.array(sorted([x1, x2]))
+        got = bnaf_sampler_log_prob_grid(model, centres)
+        i, j = int(np.argmax(centres == x1)), int(np.argmax(centres == x2))
+        assert got[i, j] == pytest.approx(want, abs=1e-4)
+    # On a grid covering the (bounded) range, q integrates to one.
+    lim = float(x.abs().max()) + 6
+    step = 0.05
+    c = np.arange(-lim, lim, step) + step / 2
+    mass = np.exp(bnaf_sampler_log_prob_grid(model, c)).sum() * step**2
+    assert mass == pytest.approx(1.0, abs=2e-2)
+
+
+def test_coverage():
+    rng = np.random.default_rng(0)
+    log_p = np.log(rng.random((30, 30)) + 1e-3)
+    assert coverage(log_p, log_p, 0.99) == pytest.approx(0.99, abs=0.01)
+    # Target with two equal modes; the model has only the first: coverage about one half.
+    p = np.full((10, 10), 1e-12)
+    p[2, 2] = p[7, 7] = 1.0
+    q = np.full((10, 10), 1e-12)
+    q[2, 2] = 1.0
+    assert coverage(np.log(p), np.log(q), 0.99) == pytest.approx(0.5, abs=1e-6)
+    # Cells outside the model's support (log q = -inf) are never in its HDR.
+    q_inf = np.where(q > 1e-6, 0.0, -np.inf)
+    assert coverage(np.log(p), q_inf, 0.99) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_mean_se():
+    m, se = mean_se(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert m == 2.5 and se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
