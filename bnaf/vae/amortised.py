@@ -1,4 +1,4 @@
-r"""B-NAF with amortised parameters for a VAE posterior (Section 5.4, "Amortizing flow parameters").
+r"""B-NAF with amortised parameters as a VAE posterior (Sec. 5.4, "Amortizing flow parameters").
 
 Every affine matrix ``W`` of the flow is shared by all datapoints. For each affine layer the
 encoder predicts, per datapoint, a bias ``b`` in ``R^n`` and two positive vectors ``v1`` in

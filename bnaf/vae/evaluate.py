@@ -38,6 +38,11 @@ def negative_elbo(
     return torch.cat(out)
 
 
+def _repeat(t: Tensor | None, s: int) -> Tensor | None:
+    """Each datapoint's row repeated ``s`` times, matching ``eps.view(n * s, d)``."""
+    return None if t is None else t.repeat_interleave(s, dim=0)
+
+
 @torch.no_grad()
 def importance_nll(
     model: nn.Module, data: Tensor, samples: int = 5000, chunk: int = 1000
@@ -67,13 +72,11 @@ def importance_nll(
             s = min(per_pass, samples - done)
             eps = torch.randn(n, s, mu.shape[-1], dtype=mu.dtype, device=mu.device)
 
-            def rep(t: Tensor | None) -> Tensor | None:
-                # each datapoint's row repeated s times, matching eps.view(n * s, d)
-                return None if t is None else t.repeat_interleave(s, dim=0)
-
-            z, log_q = model.posterior(rep(mu), rep(var), rep(theta), eps.view(n * s, -1))
+            z, log_q = model.posterior(
+                _repeat(mu, s), _repeat(var, s), _repeat(theta, s), eps.view(n * s, -1)
+            )
             log_pz = -0.5 * (z.square() + _LOG_2PI).sum(-1)
-            log_w = model.log_px(rep(x), model.decode(z)) + log_pz - log_q
+            log_w = model.log_px(_repeat(x, s), model.decode(z)) + log_pz - log_q
             both = torch.stack([running, torch.logsumexp(log_w.view(n, s), dim=1)])
             running = torch.logsumexp(both, dim=0)
             done += s
