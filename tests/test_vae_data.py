@@ -77,8 +77,8 @@ def test_mnist_fixture_splits_and_shuffle(tmp_path):
 
 def test_caltech_is_one_minus_data_in_fortran_order(tmp_path):
     rng = np.random.default_rng(3)
-    mats = {k: rng.integers(0, 2, (n, 784)).astype(np.uint8)
-            for k, n in (("train_data", 4100), ("val_data", 2264), ("test_data", 2307))}  # fmt: skip
+    sizes = (("train_data", 4100), ("val_data", 2264), ("test_data", 2307))
+    mats = {k: rng.integers(0, 2, (n, 784)).astype(np.uint8) for k, n in sizes}
     path = tmp_path / FILES["caltech101"][0].name
     path.parent.mkdir(parents=True)
     savemat(path, mats)
