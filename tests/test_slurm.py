@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from uci_synthetic import write_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 SLURM = ROOT / "tests" / "slurm"
@@ -164,3 +165,62 @@ def test_toy_part_through_slurm(slurm: dict[str, str], tmp_path: Path) -> None:
         metrics = workdir / "results" / "toy" / kind / target / "bnaf" / "metrics.json"
         assert json.loads(metrics.read_text())  # written by the job on the SLURM node
     print(f"toy through SLURM: {elapsed:.1f} s")
+
+
+def test_killed_training_job_resumes_from_its_checkpoint(
+    slurm: dict[str, str], tmp_path: Path
+) -> None:
+    """scancel a UCI training job mid-run; the resubmitted job continues from its checkpoint."""
+    epochs = 16
+    edit = {
+        "uci": {
+            "datasets": ["power"],
+            "seeds": [0],
+            "grid.hidden_factor": [2],
+            "train.max_epochs": epochs,
+            "train.train_subset": None,
+            "train.early_stopping": 1000,
+            "train.patience": 1000,
+        }
+    }
+    workdir = _workdir(tmp_path, edit)
+    # A prepared dataset as the data part leaves it (status first: the HDF5 file is newer).
+    status = workdir / "data" / "raw" / "power.status.json"
+    status.parent.mkdir(parents=True)
+    status.write_text(json.dumps({"dataset": "power", "available": True, "reason": ""}))
+    write_prepared(workdir / "data" / "prepared" / "power.h5", dim=6, sizes=(12000, 1000, 1000))
+    run = workdir / "results" / "uci" / "power" / "L1_H2" / "seed0"
+    target = str((run / "metrics.json").relative_to(workdir))
+    cmd = [sys.executable, "-m", "snakemake", "--profile", "profiles/slurm-local", target]
+    cmd += ["--config", "params=params/quick"]
+
+    first = subprocess.Popen(
+        cmd, cwd=workdir, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoint.pt").exists():
+            assert first.poll() is None, first.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.2)
+        running = [j for j, state in _slurm_jobs(slurm).items() if state == "RUNNING"]
+        assert len(running) == 1, running
+        subprocess.run(["scancel", running[0]], env=slurm, check=True)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode != 0, "the cancelled job should have failed the first run"
+    assert _slurm_jobs(slurm)[running[0]] == "CANCELLED"
+    assert not (run / "metrics.json").exists() and (run / "checkpoint.pt").exists()
+
+    second = _snakemake(workdir, slurm, target)
+    assert second.returncode == 0, second.stderr[-4000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    log = (workdir / "logs" / "train" / "power" / "L1_H2" / "seed0.log").read_text()
+    resumed = re.findall(r"resumed from .*checkpoint.pt at epoch (\d+)", log)
+    assert len(resumed) == 1 and 1 <= int(resumed[0]) < epochs, log[-2000:]
+    assert metrics["resumes"] == 1 and metrics["epochs_run"] == epochs
+    # One continuous run: every epoch once, none repeated after the resubmission.
+    assert [h["epoch"] for h in metrics["history"]] == list(range(1, epochs + 1))
+    assert len(_slurm_logs(workdir, "train")) == 2  # two SLURM jobs for the one run
