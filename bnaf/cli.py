@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bnaf.train", "train one B-NAF density estimator (Section 5.3)"),
     "select": ("bnaf.select", "pick a dataset's grid config by validation LL (Section 5.3)"),
     "toy": ("bnaf.toy", "train and evaluate one 2-D toy model (Sections 5.1-5.2)"),
+    "normalisation": ("bnaf.normalisation", "do trained flows integrate to one? (inverse, MC)"),
     "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
     "figure": ("bnaf.figure", "draw a figure (PNG): figure2, figure3"),
     "gpu": ("bnaf.gpu", "run a command pinned to a free local GPU slot (CUDA_VISIBLE_DEVICES)"),

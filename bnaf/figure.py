@@ -8,6 +8,7 @@ __all__ = ["FIGURES", "add_arguments", "run"]
 FIGURES: dict[str, str] = {
     "figure2": "Figure 2: density estimation on 2-D toy data (Data | Glow | B-NAF)",
     "figure3": "Figure 3: density matching of energies U1-U4 (Target | Planar | B-NAF)",
+    "samples": "samples of the Figure 2 B-NAF models beside their densities (inverse)",
 }
 
 _dispatch = Dispatcher("bnaf.figures", FIGURES)
