@@ -1,0 +1,84 @@
+"""Stage ``vae``: a run on fixture data writes self-describing results and resumes after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from scipy.io import savemat
+
+from bnaf.cli import main
+from bnaf.data.images import FILES
+
+QUICK = Path(__file__).resolve().parents[1] / "params" / "quick" / "vae.yaml"
+
+
+def tiny_params(path: Path, **changes) -> Path:
+    params = yaml.safe_load(QUICK.read_text())
+    params["vae"].update(
+        datasets=["freyfaces"], grid_dataset="freyfaces", grid=[{"flows": 2, "hidden_factor": 1}],
+        best={"flows": 2, "hidden_factor": 1}, seeds=[1], latent=8, max_epochs=3,
+        warmup_epochs=2, train_subset=None, valid_subset=None, test_subset=None,
+        check_sizes=False, nll_samples={"freyfaces": 4}, batch_size=10,
+    )  # fmt: skip
+    params["vae"].update(changes)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def frey_status(root: Path, n: int = 40) -> Path:
+    mat = root / "frey_rawface.mat"
+    ff = np.random.default_rng(0).integers(0, 256, (560, n)).astype(np.uint8)
+    savemat(mat, {"ff": ff})
+    status = root / "freyfaces.status.json"
+    status.write_text(
+        json.dumps({"available": True, "paths": {FILES["freyfaces"][0].name: str(mat)}})
+    )
+    return status
+
+
+def args(params: Path, status: Path, out: Path) -> list[str]:
+    return ["vae", "--params", str(params), "--dataset", "freyfaces", "--config",
+            "bnaf-K2-H1d", "--seed", "1", "--status", str(status), "--out", str(out)]  # fmt: skip
+
+
+def test_run_writes_metrics_and_resumes_identically(tmp_path):
+    params, status = tiny_params(tmp_path / "vae.yaml"), frey_status(tmp_path)
+    assert main(args(params, status, tmp_path / "straight")) == 0
+    ref = json.loads((tmp_path / "straight" / "metrics.json").read_text())
+    assert ref["unit"] == "bits/dim" and ref["epochs_run"] == 3 and ref["sizes"]["train"] == 32
+    assert ref["test_nll"] == pytest.approx(ref["test_nll_nats"] / (560 * np.log(2)))
+    assert ref["parameters"]["values_predicted_per_datapoint"] == 2 * 2 * (3 * 8)
+    assert (tmp_path / "straight" / "model.pt").is_file()
+
+    # kill a second run once its first epoch is checkpointed, then restart it
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "bnaf", *args(params, status, out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    assert main(args(params, status, out)) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    assert [h["valid"] for h in got["history"]] == [h["valid"] for h in ref["history"]]
+    for key in ("test_neg_elbo", "test_nll", "valid_neg_elbo", "best_epoch"):
+        assert got[key] == ref[key], key
+
+
+def test_unavailable_dataset_is_one_clear_error(tmp_path, capsys):
+    params = tiny_params(tmp_path / "vae.yaml")
+    status = tmp_path / "s.json"
+    status.write_text(json.dumps({"available": False, "reason": "offline"}))
+    assert main(args(params, status, tmp_path / "o")) == 2
+    assert "not available: offline" in capsys.readouterr().err
