@@ -121,8 +121,9 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
         "published_config_by_ratio": inferred,
         "wall_s": float(sum(s["wall_s"] for s in summary.values())),
         "devices": sorted({m["device"] for m in metrics}),
-        "hardware": sorted({m["environment"].get("processor") or "?" for m in metrics}),
-        "gpus": sorted({m["environment"]["gpu"] for m in metrics if m["environment"].get("gpu")}),
+        "hardware": sorted(
+            {m.get("hardware") or m["environment"].get("processor") for m in metrics}
+        ),
         "train_samples": first["train_samples"],
         "configs": summary,
     }

@@ -81,6 +81,19 @@ def fingerprint(params: UciParams, splits: dict[str, torch.Tensor], **run: Any) 
     return h.hexdigest()
 
 
+def cpu_model() -> str:
+    r"""The CPU's model name (``platform.processor()`` only says ``x86_64`` on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def _ll(values: torch.Tensor, batch: int) -> dict[str, Any]:
     s = summarise(values)
     if not s.finite:
@@ -119,7 +132,8 @@ def train_run(
     ckpt_path = out / "checkpoint.pt"
     wall_before, resumes = 0.0, 0
     if ckpt_path.is_file():
-        blob = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if blob.get("fingerprint") == key:
             trainer.restore(blob["state"])
             wall_before, resumes = blob["wall_s"], blob["resumes"] + 1
@@ -158,6 +172,7 @@ def train_run(
     validation = _ll(log_likelihoods(model, x_val, ev), tp.batch_size)
     test = _ll(log_likelihoods(model, x_test, ev), tp.batch_size)
     wall = wall_before + time.perf_counter() - start
+    env = environment_info(dev)
     metrics = {
         "part": "uci",
         "dataset": dataset,
@@ -187,7 +202,8 @@ def train_run(
         "resumes": resumes,
         "nonfinite_events": trainer.nonfinite_events,
         "device": str(dev),
-        "environment": environment_info(dev),
+        "hardware": env.get("gpu") or cpu_model(),
+        "environment": env,
         "params": {"model": to_dict(params.model), "train": to_dict(tp)},
         "differences": UCI_DIFFERENCES,
         "history": trainer.history,

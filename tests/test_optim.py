@@ -18,7 +18,7 @@ def _steps(amsgrad: bool, grads: list[float], lr: float = 0.1) -> list[float]:
     for g in grads:
         p.grad = torch.tensor([g], dtype=torch.float64)
         opt.step()
-        out.append(float(p))
+        out.append(float(p.detach()))
     return out
 
 

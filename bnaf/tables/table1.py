@@ -90,7 +90,7 @@ def assemble(
                 "ratio_naf10": ratios.get("naf10"),
                 "wall_s": s["wall_s"],
                 "devices": s["devices"],
-                "hardware": s["hardware"] + s.get("gpus", []),
+                "hardware": s["hardware"],
                 "train_samples": s["train_samples"],
             }
         )
@@ -130,7 +130,10 @@ def _rows(table: dict[str, Any]) -> list[list[str]]:
         ],
         row("(ours − published) / published std", lambda r: f"{r['delta_in_published_std']:+.1f}"),
         row("Selected config (ours)", lambda r: r["selected_config"]),
-        row("Config giving the published ratio", lambda r: r["published_config_by_ratio"] or "?"),
+        row(
+            "Config giving the published ratio",
+            lambda r: r["published_config_by_ratio"] or "none in this grid",
+        ),
         row("NAF(5) / B-NAF, published", ratio("ratio_naf5", "paper")),
         row("NAF(5) / B-NAF, ours", ratio("ratio_naf5", "ours")),
         row("NAF(10) / B-NAF, published", ratio("ratio_naf10", "paper")),

@@ -18,11 +18,13 @@ localrules:
 
 
 def uci_runtime(wildcards):
-    return UCI["resources"]["runtime"].get(wildcards.dataset, UCI["resources"]["runtime"]["default"])
+    runtime = UCI["resources"]["runtime"]
+    return runtime.get(wildcards.dataset, runtime["default"])
 
 
 def uci_metrics(wildcards):
-    return expand(f"{UCI_RUN}/metrics.json", dataset=wildcards.dataset, cfg=UCI_CONFIGS, seed=UCI["seeds"])
+    runs = expand(UCI_RUN, dataset=wildcards.dataset, cfg=UCI_CONFIGS, seed=UCI["seeds"])
+    return [f"{run}/metrics.json" for run in runs]
 
 
 def uci_selections(wildcards):
@@ -45,9 +47,9 @@ rule train:
         runtime=uci_runtime,
         gpu=UCI["resources"]["gpu"],
     shell:
-        "{PY} train --params {PARAMS}/uci.yaml --data {input.data} --dataset {wildcards.dataset}"
-        " --config {wildcards.cfg} --seed {wildcards.seed} --out {params.out}"
-        " --threads {threads} >> {log} 2>&1"
+        "{PY_GPU} train --params {PARAMS}/uci.yaml --data {input.data}"
+        " --dataset {wildcards.dataset} --config {wildcards.cfg} --seed {wildcards.seed}"
+        " --out {params.out} --threads {threads} >> {log} 2>&1"
 
 
 rule select:
