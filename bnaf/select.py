@@ -17,6 +17,7 @@ import numpy as np
 from bnaf.count import NAF_PUBLISHED, PUBLISHED_RATIOS
 from bnaf.errors import BnafError
 from bnaf.io import atomic_write_json, read_json
+from bnaf.published import DIMENSIONS
 from bnaf.uci_params import load_uci
 
 __all__ = ["mean_std", "select", "add_arguments", "run"]
@@ -83,7 +84,10 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
     )
     chosen = summary[selected]
     bnaf_params = chosen["parameters"]["paper"]
-    naf = _naf_counts(dataset)
+    # NAF-DDSF sizes are those of the real datasets: a file of another width (a test fixture)
+    # gets no ratio rather than a meaningless one.
+    dim = metrics[0]["model"]["dim"]
+    naf = _naf_counts(dataset) if DIMENSIONS.get(dataset) == dim else None
     ratios = None
     if naf is not None:
         ratios = {
@@ -94,7 +98,7 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
         }
     # The grid point whose size gives the published ratio (to 2 decimals), if this grid has it.
     inferred = None
-    if dataset in NAF_PUBLISHED:
+    if naf is not None:
         inferred = next(
             (
                 c
@@ -107,6 +111,7 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
     first = metrics[0]
     return {
         "dataset": dataset,
+        "dim": dim,
         "budget": first["budget"],
         "reduced": first["reduced"],
         "criterion": "highest mean validation log-likelihood over seeds (Section 5.3)",

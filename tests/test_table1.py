@@ -27,6 +27,7 @@ def _metrics(dataset: str, config: str, seed: int, val: float, test: float, para
         "seed": seed,
         "budget": "quick",
         "reduced": True,
+        "model": {"dim": 6 if dataset == "power" else 8},
         "parameters": {"paper": params, "full": params + 100},
         "best_epoch": 5,
         "epochs_run": 9,
@@ -70,6 +71,16 @@ def test_select_by_mean_validation_then_test_mean_std() -> None:
     assert s["ratios"]["naf5"]["paper"] == 2.29
     assert s["published_config_by_ratio"] == "L2_H40"
     assert s["wall_s"] == 6 * 60.0
+
+
+def test_no_ratio_for_data_of_another_width() -> None:
+    narrow = [dict(m, model={"dim": 5}) for m in POWER]
+    s = select(narrow, "power", 0)
+    assert s["ratios"] is None and s["published_config_by_ratio"] is None
+    table = assemble([s], [], ["power"], "quick", True, 0)
+    md, _ = render(table)
+    ours = next(line for line in md.splitlines() if line.startswith("| NAF(5) / B-NAF, ours"))
+    assert "n/a" in ours and "2.29×" in md  # the published ratio is still shown
 
 
 def test_select_rejects_mixed_inputs() -> None:
