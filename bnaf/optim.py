@@ -51,9 +51,10 @@ class Adam(torch.optim.Optimizer):
     def step(self, closure: Any = None) -> None:  # type: ignore[override]
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
@@ -62,15 +63,28 @@ class Adam(torch.optim.Optimizer):
                     if group["amsgrad"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(p)
                 state["step"] += 1
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                if group["amsgrad"]:
-                    torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                    v = state["max_exp_avg_sq"]
-                t = state["step"]
-                step_size = group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t)
-                p.addcdiv_(m, v.sqrt().add_(group["eps"]), value=-step_size)
+            # One fused (foreach) kernel per operation over all parameters: the models are
+            # small, so per-tensor launches would dominate a step on a GPU.
+            grads = [p.grad for p in params]
+            m = [self.state[p]["exp_avg"] for p in params]
+            v = [self.state[p]["exp_avg_sq"] for p in params]
+            torch._foreach_mul_(m, beta1)
+            torch._foreach_add_(m, grads, alpha=1 - beta1)
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
+            if group["amsgrad"]:
+                v_max = [self.state[p]["max_exp_avg_sq"] for p in params]
+                torch._foreach_maximum_(v_max, v)
+                v = v_max
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_add_(denom, group["eps"])
+            steps = [self.state[p]["step"] for p in params]
+            sizes = [group["lr"] * math.sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
+            if len(set(steps)) == 1:
+                torch._foreach_addcdiv_(params, m, denom, value=-sizes[0])
+            else:  # parameters that missed steps (no gradient) have their own bias correction
+                for p, mi, di, size in zip(params, m, denom, sizes):
+                    p.addcdiv_(mi, di, value=-size)
 
 
 class PolyakAverage:
@@ -98,8 +112,8 @@ class PolyakAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        for avg, p in zip(self.average, self.params):
-            avg.mul_(self.rate).add_(p, alpha=1.0 - self.rate)
+        torch._foreach_mul_(self.average, self.rate)
+        torch._foreach_add_(self.average, self.params, alpha=1.0 - self.rate)
 
     @torch.no_grad()
     def swap(self) -> None:
