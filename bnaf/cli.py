@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "count": ("bnaf.count", "parameter counts of B-NAF against NAF-DDSF (Table 1, bottom rows)"),
     "train": ("bnaf.train", "train one B-NAF density estimator (Section 5.3)"),
     "select": ("bnaf.select", "pick a dataset's grid config by validation LL (Section 5.3)"),
+    "vae": ("bnaf.vae.train", "train and evaluate one VAE with a B-NAF posterior (Sec. 5.4)"),
+    "count-vae": ("bnaf.vae.count", "amortised B-NAF vs Sylvester/IAF size counts (Sec. 5.4)"),
     "toy": ("bnaf.toy", "train and evaluate one 2-D toy model (Sections 5.1-5.2)"),
     "normalisation": ("bnaf.normalisation", "do trained flows integrate to one? (inverse, MC)"),
     "table": ("bnaf.table", "build a table (Markdown + JSON twin): toy, table1, table2"),
