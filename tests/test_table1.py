@@ -151,3 +151,20 @@ def test_cli_select_and_table(tmp_path: Path) -> None:
     assert table["differences"] and table["budget"] == "quick"
     assert main(["select", "--params", str(QUICK), "--dataset", "power", "--metrics",
                  str(tmp_path / "nope.json"), "--out", str(sel)]) == 2  # fmt: skip
+
+
+PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "bnaf-uai2019.txt"
+
+
+@pytest.mark.skipif(not PAPER.is_file(), reason="paper text not present")
+def test_published_numbers_match_the_paper_text() -> None:
+    import re
+
+    from bnaf.published import DATASETS, TABLE1
+
+    lines = PAPER.read_text().replace("\u2212", "-").splitlines()
+    for model in TABLE1:
+        label = "Ours" if model == "B-NAF" else model
+        line = next(x for x in lines if re.match(rf"{re.escape(label)} -?\d*\.\d+±", x))
+        found = [(float(a), float(b)) for a, b in re.findall(r"(-?\d*\.\d+)±(\d*\.\d+)", line)]
+        assert found == [TABLE1[model][d] for d in DATASETS], model
