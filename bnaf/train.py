@@ -70,9 +70,12 @@ def subset(x: torch.Tensor, size: int | float | None) -> torch.Tensor:
 
 
 def fingerprint(params: UciParams, splits: dict[str, torch.Tensor], **run: Any) -> str:
-    r"""What a checkpoint must agree with to be resumed: the data and every setting that
-    changes the trajectory (not device, threads or bookkeeping)."""
+    r"""What a checkpoint must agree with to be resumed: the data, the training code and every
+    setting that changes the trajectory (not device, threads or bookkeeping)."""
     h = hashlib.sha256()
+    # The code that shapes the trajectory: after an edit, a run starts afresh.
+    for module in ("flow.py", "optim.py", "trainer.py", "train.py"):
+        h.update((Path(__file__).parent / module).read_bytes())
     for s in SPLITS:
         h.update(splits[s].numpy().tobytes())
     skip = {"device", "threads", "keep_checkpoint", "eval_batch_size"}
