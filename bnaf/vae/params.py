@@ -50,6 +50,7 @@ class VaeParams:
     latent: int
     layers: int
     residual: str
+    final_residual: bool
     permutation: str
     batch_size: int
     lr: float

@@ -83,6 +83,7 @@ def build_model(params: VaeParams, config: str, shape: tuple, likelihood: str, s
             hidden_factor=flow_shape.hidden_factor,
             residual=params.residual,  # type: ignore[arg-type]
             permutation=params.permutation,  # type: ignore[arg-type]
+            final_residual=params.final_residual,
             seed=seed,
         )
     return VAE(shape, likelihood, params.latent, flow)  # type: ignore[arg-type]
