@@ -78,6 +78,18 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
         "uci",
         {"datasets": ["power"], "seeds": [0, 1], "train.max_epochs": 2, "grid.hidden_factor": [2]},
     )
+    _edit(
+        quick / "normalisation.yaml",
+        "normalisation",
+        {
+            "toy.mc_samples": 2000,
+            "toy.grid_step": 0.1,
+            "uci.mc_samples": 1000,
+            "samples.n": 2000,
+            "onto.steps": 20,
+            "onto.variants": ["paper"],
+        },
+    )
     # Only the fixture archive is on offer: the VAE datasets are not run (and say why).
     env = {k: v for k, v in os.environ.items() if k != "BNAF_MIRROR"}
     env |= {
@@ -99,7 +111,7 @@ def test_dvc_repro_then_nothing_then_only_the_changed_part(
 ) -> None:
     work, env = repo
     first = _run(["dvc", "repro"], work, env)
-    assert _stages_run(first) == {"data", "toy", "table1", "table2", "report"}
+    assert _stages_run(first) == {"data", "toy", "table1", "table2", "normalisation", "report"}
     report = (work / "reports" / "report.md").read_text()
     assert "REDUCED" in report and "power: test log-likelihood" in report
     assert "mnist" in report  # named as not run, with the reason
@@ -120,7 +132,8 @@ def test_dvc_repro_then_nothing_then_only_the_changed_part(
     before = toy_metrics.stat().st_mtime_ns
     table1_mtime = (work / "reports" / "table1.json").stat().st_mtime_ns
     third = _run(["dvc", "exp", "run", "-S", "params/quick/toy.yaml:toy.seed=7"], work, env)
-    assert _stages_run(third) == {"toy", "report"}, third[-2000:]
+    # The toy models changed, so their normalisation checks re-run too.
+    assert _stages_run(third) == {"toy", "normalisation", "report"}, third[-2000:]
     assert toy_metrics.stat().st_mtime_ns > before
     assert json.loads(toy_metrics.read_text())["seed"] == 7
     assert (work / "reports" / "table1.json").stat().st_mtime_ns == table1_mtime
