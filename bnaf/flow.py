@@ -47,6 +47,61 @@ _LOG2 = math.log(2.0)
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+class _LogMatVec(torch.autograd.Function):
+    r"""Forward and backward of :func:`log_matvec` as one autograd node: fewer passes over
+    the ``(batch, d, q)`` tensors than autograd's chain of exp, bmm and log. With ``p = 1``
+    (a flow's last layer) the product is an element-wise multiply and sum, which on CPU is
+    much faster than ``d`` tiny matrix products."""
+
+    @staticmethod
+    def forward(ctx, log_a: Tensor, log_g: Tensor) -> Tensor:  # type: ignore[override]
+        max_a = log_a.amax(-1, keepdim=True)  # (d, p, 1)
+        max_g = log_g.amax(-1, keepdim=True)  # (n, d, 1)
+        exp_a = torch.exp(log_a - max_a)  # entries in (0, 1]
+        exp_g = torch.exp(log_g - max_g)  # (n, d, q)
+        ctx.vector = log_a.shape[1] == 1
+        if ctx.vector:
+            s = (exp_g * exp_a.squeeze(1)).sum(-1, keepdim=True)  # (n, d, 1)
+        else:  # (d, n, q) @ (d, q, p) -> (d, n, p) -> (n, d, p)
+            s = torch.bmm(exp_g.transpose(0, 1), exp_a.transpose(1, 2)).transpose(0, 1)
+        floor = torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
+        ctx.fast = bool((s > floor).all())
+        if ctx.fast:
+            ctx.save_for_backward(exp_a, exp_g, s)
+            return torch.log(s).add_(max_g).add_(max_a.squeeze(-1))
+        out = torch.logsumexp(log_a.unsqueeze(0) + log_g.unsqueeze(-2), dim=-1)
+        ctx.save_for_backward(log_a, log_g, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        need_a, need_g = ctx.needs_input_grad
+        grad_a = grad_g = None
+        if ctx.fast:
+            exp_a, exp_g, s = ctx.saved_tensors
+            r = grad / s  # (n, d, p); d out / d s = 1 / s
+            if ctx.vector:
+                if need_a:
+                    grad_a = (r * exp_g).sum(0).unsqueeze(1).mul_(exp_a)
+                if need_g:
+                    grad_g = r * exp_a.squeeze(1) * exp_g
+            else:
+                r = r.transpose(0, 1)  # (d, n, p)
+                if need_a:
+                    grad_a = torch.bmm(r.transpose(1, 2), exp_g.transpose(0, 1)).mul_(exp_a)
+                if need_g:
+                    grad_g = torch.bmm(r, exp_a).transpose(0, 1).mul(exp_g)
+        else:
+            log_a, log_g, out = ctx.saved_tensors
+            # each sum's softmax weights exp(log_a + log_g - out), shape (n, d, p, q)
+            w = torch.exp(log_a.unsqueeze(0) + log_g.unsqueeze(-2) - out.unsqueeze(-1))
+            w = w * grad.unsqueeze(-1)
+            grad_a = w.sum(0) if need_a else None
+            grad_g = w.sum(-2) if need_g else None
+        return grad_a, grad_g
+
+
 def log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
     r"""Log-domain product of diagonal blocks with a batch of log-vectors (Eq. 11, Eq. 15c).
 
@@ -57,7 +112,8 @@ def log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
     at most 1 and their product becomes a batched matrix product instead of a
     ``(batch, d, p, q)`` tensor of exponentials. If a sum nevertheless comes close to
     underflow (weights within one block row spread by more than ~70 nats), the exact
-    log-sum-exp is used for the whole call.
+    log-sum-exp is used for the whole call. Forward and backward form one autograd node
+    (first derivatives only).
 
     Arguments:
         log_a: log diagonal blocks of a layer's weight, shape ``(d, p, q)``.
@@ -66,16 +122,7 @@ def log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
     Returns:
         The log diagonal blocks of the product, shape ``(batch, d, p)``.
     """
-    max_a = log_a.detach().amax(-1, keepdim=True)  # (d, p, 1)
-    max_g = log_g.detach().amax(-1, keepdim=True)  # (n, d, 1)
-    exp_a = torch.exp(log_a - max_a)
-    exp_g = torch.exp(log_g - max_g)
-    # (d, n, q) @ (d, q, p) -> (d, n, p)
-    s = torch.bmm(exp_g.transpose(0, 1), exp_a.transpose(1, 2)).transpose(0, 1)
-    floor = torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
-    if bool((s > floor).all()):
-        return torch.log(s) + max_a.squeeze(-1) + max_g
-    return torch.logsumexp(log_a.unsqueeze(0) + log_g.unsqueeze(-2), dim=-1)
+    return _LogMatVec.apply(log_a, log_g)
 
 
 class MaskedBlockLinear(nn.Module):
@@ -138,12 +185,13 @@ class MaskedBlockLinear(nn.Module):
         r"""The weight ``W`` (Eq. 8 with weight normalisation) and ``log`` of its diagonal
         blocks, shape ``(d, a, b)``."""
         v = torch.where(self.mask_d, self.weight.exp(), self.weight * self.mask_o)
-        sq_norm = v.square().sum(-1, keepdim=True)
-        w = self.log_scale.exp() * v * torch.rsqrt(sq_norm)
+        # log of each row's factor exp(s_i) / ||v_i||
+        log_row = self.log_scale - 0.5 * torch.log(v.square().sum(-1, keepdim=True))
+        w = v * log_row.exp()
         # log w_ij = s_i + B_ij - 0.5 log ||v_i||^2 on the diagonal blocks, computed without
-        # ever taking the log of w itself.
-        log_w = self.log_scale - 0.5 * torch.log(sq_norm) + self.weight
-        return w, log_w.flatten()[self.diag_index]
+        # ever taking the log of w itself, and only there.
+        log_diag = self.weight.flatten()[self.diag_index] + log_row.view(self.dim, -1, 1)
+        return w, log_diag
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         w, log_diag = self.weights()
@@ -153,11 +201,57 @@ class MaskedBlockLinear(nn.Module):
         return f"dim={self.dim}, in_factor={self.in_factor}, out_factor={self.out_factor}"
 
 
+class _TanhLogDerivative(torch.autograd.Function):
+    r"""``(tanh x, log tanh'(x))`` as one autograd node; the backward needs only ``y = tanh x``:
+    ``d tanh / dx = 1 - y^2`` and ``d log tanh' / dx = -2 y``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        # Both from e = exp(-2|x|) in (0, 1]: tanh x = sign(x) (1 - e) / (1 + e) and
+        # log tanh'(x) = 2 (log 2 - |x| - log1p(e)). Exact for any x (e never overflows), and
+        # on CPU about twice as fast as torch.tanh plus a softplus.
+        a = x.abs()
+        e = torch.exp(a * -2.0)
+        y = torch.copysign((1.0 - e) / (1.0 + e), x)
+        log_d = torch.log1p(e).add_(a).sub_(_LOG2).mul_(-2.0)
+        ctx.save_for_backward(y, log_d)
+        return y, log_d
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor, grad_log_d: Tensor) -> Tensor:  # type: ignore[override]
+        y, log_d = ctx.saved_tensors
+        # tanh' = exp(log_d), exact where 1 - y^2 would round to 0
+        return grad_y * torch.exp(log_d) - 2.0 * grad_log_d * y
+
+
+class _TanhDerivative(torch.autograd.Function):
+    r"""``(tanh x, tanh'(x))`` as one autograd node, with ``tanh'(x) = 4 e / (1 + e)^2`` for
+    ``e = exp(-2|x|)`` (no cancellation, unlike ``1 - tanh^2``); ``d tanh' / dx = -2 y y'``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        e = torch.exp(x.abs() * -2.0)
+        one_e = 1.0 + e
+        y = torch.copysign((1.0 - e) / one_e, x)
+        d = e.mul_(4.0).div_(one_e.square_())
+        ctx.save_for_backward(y, d)
+        return y, d
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor, grad_d: Tensor) -> Tensor:  # type: ignore[override]
+        y, d = ctx.saved_tensors
+        return d * (grad_y - 2.0 * y * grad_d)
+
+
 class Tanh(nn.Module):
-    r"""``tanh`` with ``log tanh'(x) = 2 (log 2 - x - softplus(-2x))``, finite for any ``x``."""
+    r"""``tanh`` with ``log tanh'(x) = 2 (log 2 - |x| - log1p(exp(-2|x|)))``, finite for any
+    ``x``; :meth:`with_derivative` gives ``tanh'`` itself, for the flow's scaled chain."""
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.tanh(x), 2.0 * (_LOG2 - x - F.softplus(-2.0 * x))
+        return _TanhLogDerivative.apply(x)
+
+    def with_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return _TanhDerivative.apply(x)
 
 
 class LeakyReLU(nn.Module):
@@ -174,6 +268,11 @@ class LeakyReLU(nn.Module):
         y = torch.where(positive, x, self.negative_slope * x)
         log_d = torch.where(positive, 0.0, math.log(self.negative_slope)).to(x.dtype)
         return y, log_d
+
+    def with_derivative(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        positive = x >= 0
+        y = torch.where(positive, x, self.negative_slope * x)
+        return y, torch.where(positive, 1.0, self.negative_slope).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -225,6 +324,14 @@ class BlockFlow(nn.Module):
 
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""``f(x)`` without the residual, and ``log df_i/dx_i``, shape ``(batch, d)``."""
+        if all(hasattr(act, "with_derivative") for act in self.activations):
+            out = self._transform_scaled(x)
+            if out is not None:
+                return out
+        return self._transform_log(x)
+
+    def _transform_log(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The diagonal Jacobian blocks chained in the log domain (Eq. 10-11, Appendix D)."""
         h, log_g = self.linears[0](x)
         log_g = log_g.squeeze(-1).unsqueeze(0)  # (1, d, a): the same for every sample
         for act, linear in zip(self.activations, self.linears[1:]):
@@ -233,6 +340,34 @@ class BlockFlow(nn.Module):
             h, log_w = linear(h)
             log_g = log_matvec(log_w, log_g)
         return h, log_g.squeeze(-1)
+
+    def _transform_scaled(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        r"""The same chain with each block written as ``g * exp(shift)``: ``shift`` (d, p)
+        holds the weights' log-scale (batch-free), ``g`` (batch, d, p) the rest in the linear
+        domain. Weights are rescaled by their row maximum before each product, and the
+        activations' derivatives are at most 1, so ``g`` never overflows; the log is taken
+        once, at the end. Returns ``None`` when some ``g`` came near underflow (saturated
+        units), and the caller then uses the exact log-domain chain."""
+        n, d = x.shape[0], self.dim
+        h, log_w = self.linears[0](x)
+        shift = log_w.squeeze(-1)  # (d, a), differentiable: carries the first layer
+        g: Tensor | None = None  # (n, d, q); None stands for all ones
+        for act, linear in zip(self.activations, self.linears[1:]):
+            h, d_act = act.with_derivative(h)
+            d_act = d_act.view(n, d, -1)
+            g = d_act if g is None else g * d_act
+            h, log_w = linear(h)
+            log_b = log_w + shift.unsqueeze(1)  # (d, p, q)
+            shift = log_b.detach().amax(-1)  # a constant: g carries every dependence
+            e = torch.exp(log_b - shift.unsqueeze(-1))  # (d, p, q), row maxima 1
+            if e.shape[1] == 1:  # the last layer: a multiply and sum beats d tiny bmm calls
+                g = (g * e.squeeze(1)).sum(-1, keepdim=True)
+            else:
+                g = torch.bmm(g.transpose(0, 1), e.transpose(1, 2)).transpose(0, 1)
+        # a margin of 1/sqrt(tiny) over underflow bounds the error of flushed terms
+        if not bool((g > torch.finfo(g.dtype).tiny ** 0.5).all()):
+            return None
+        return h, torch.log(g.squeeze(-1)) + shift.squeeze(-1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         y, log_g = self.transform(x)
@@ -266,7 +401,7 @@ class Permutation(nn.Module):
         return cls(torch.randperm(dim, generator=generator))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return x[:, self.perm], x.new_zeros(x.shape[0])
+        return torch.index_select(x, 1, self.perm), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor) -> Tensor:
         return z[:, self.inverse_perm]

@@ -17,7 +17,16 @@ import pytest
 import torch
 
 import bnaf.flow
-from bnaf.flow import BNAF, BlockFlow, MaskedBlockLinear, load_flow, log_matvec, save_flow
+from bnaf.flow import (
+    BNAF,
+    BlockFlow,
+    LeakyReLU,
+    MaskedBlockLinear,
+    Tanh,
+    load_flow,
+    log_matvec,
+    save_flow,
+)
 
 DIMS, LAYERS, FACTORS = (1, 2, 5), (1, 2, 3), (1, 3)
 RESIDUALS, FINALS = ("none", "normal", "gated"), (False, True)
@@ -292,3 +301,79 @@ def test_bad_arguments_raise(kwargs: dict) -> None:
 
 def test_doctests() -> None:
     assert doctest.testmod(bnaf.flow).failed == 0
+
+
+@pytest.mark.parametrize("case", CASES[::4], ids=_ids)
+@pytest.mark.parametrize("scale", [1.0, 8.0])
+def test_scaled_and_log_domain_chains_agree(case: dict, scale: float) -> None:
+    """The fast chain (linear domain with a log-scale) and the log-domain chain of Eq. 10-11
+    give the same values and gradients."""
+    torch.manual_seed(2)
+    args = (case["dim"], case["layers"], case["hidden_factor"], case["residual"])
+    flow = BlockFlow(*args, activation=case["activation"], init=case["init"]).double()
+    x = (scale * torch.randn(6, case["dim"])).requires_grad_()
+    fast = flow._transform_scaled(x)
+    assert fast is not None
+    slow = flow._transform_log(x)
+    for a, b in zip(fast, slow):
+        torch.testing.assert_close(a, b)
+    params = [x, *flow.parameters()]
+    g_fast = torch.autograd.grad(fast[1].sum() + fast[0].sum(), params, allow_unused=True)
+    g_slow = torch.autograd.grad(slow[1].sum() + slow[0].sum(), params, allow_unused=True)
+    for a, b in zip(g_fast, g_slow):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_saturated_units_fall_back_to_the_log_domain(dtype: torch.dtype) -> None:
+    """d=1, L=1, k=1: log f'(x) = log w2 + log tanh'(w1 x + b1) + log w1, with
+    log tanh'(h) = log 4 - 2|h| - 2 log1p(exp(-2|h|)); at |h| ~ 600 the derivative itself
+    underflows in both dtypes, so the fast chain gives up and the exact one answers."""
+    flow = BlockFlow(1, layers=1, hidden_factor=1, residual="none").to(dtype)
+    w1, _ = flow.linears[0].weights()
+    x = (600.0 / w1.detach().abs().squeeze()).reshape(1, 1) * torch.ones(1, 1, dtype=dtype)
+    assert flow._transform_scaled(x) is None
+    y, log_diag = flow.transform(x)
+    with torch.no_grad():
+        w2 = flow.linears[1].weights()[0]
+        h = (x * w1 + flow.linears[0].bias).abs().double()
+        log_tanh_d = math.log(4.0) - 2 * h - 2 * torch.log1p(torch.exp(-2 * h))
+        expected = (w2.log() + w1.log()).double().squeeze() + log_tanh_d.squeeze()
+    assert torch.isfinite(log_diag).all()
+    torch.testing.assert_close(log_diag.double().squeeze(), expected, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_activations_and_their_derivatives(dtype: torch.dtype) -> None:
+    x = torch.cat([torch.linspace(-30, 30, 2001), torch.tensor([0.0, 1e-8, -1e3, 1e3])])
+    x = x.to(dtype)
+    eps = torch.finfo(dtype).eps
+    ref = torch.tanh(x.double())
+    ref_d = 4 * torch.exp(-2 * x.double().abs()) / (1 + torch.exp(-2 * x.double().abs())) ** 2
+    y, log_d = Tanh()(x)
+    y2, dy = Tanh().with_derivative(x)
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=4 * eps)
+    torch.testing.assert_close(y2, y)
+    torch.testing.assert_close(dy.double(), ref_d, rtol=8 * eps, atol=0)
+    finite = ref_d > 0
+    torch.testing.assert_close(
+        log_d.double()[finite], ref_d.log()[finite], rtol=8 * eps, atol=8 * eps
+    )
+    # gradients of both forms against the analytic derivatives
+    xg = x.clone().requires_grad_()
+    y, log_d = Tanh()(xg)
+    (gy,) = torch.autograd.grad(y.sum(), xg)
+    (gl,) = torch.autograd.grad(Tanh()(xg)[1].sum(), xg)
+    # exp(log tanh'): the log's absolute error (~eps |log tanh'|, up to 60 eps) becomes relative
+    torch.testing.assert_close(gy.double(), ref_d, rtol=256 * eps, atol=0)
+    torch.testing.assert_close(gl.double(), -2 * ref, rtol=0, atol=8 * eps)
+    (gd,) = torch.autograd.grad(Tanh().with_derivative(xg)[1].sum(), xg)
+    torch.testing.assert_close(gd.double(), -2 * ref * ref_d, rtol=16 * eps, atol=8 * eps)
+    leaky = LeakyReLU(0.1)
+    y, log_d = leaky(x)
+    y2, dy = leaky.with_derivative(x)
+    torch.testing.assert_close(y, torch.where(x >= 0, x, 0.1 * x))
+    torch.testing.assert_close(dy, log_d.exp())
