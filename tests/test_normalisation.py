@@ -144,14 +144,33 @@ def test_cli_writes_report_twin_and_names_what_did_not_run(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_snakemake_plans_normalisation_from_toy_and_uci_rules(tmp_path: Path) -> None:
+def test_snakemake_runs_normalisation_and_samples_on_tiny_toy_models(tmp_path: Path) -> None:
+    from toy_tiny import tiny_toy_params
+
     shutil.copy(ROOT / "Snakefile", tmp_path / "Snakefile")
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow")
-    shutil.copytree(ROOT / "params", tmp_path / "params")
-    cmd = ["snakemake", "-n", "--cores", "1", "reports/normalisation.md", "reports/samples.png"]
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    for folder in ("schemas", "report"):
+        shutil.copytree(ROOT / "workflow" / folder, tmp_path / "workflow" / folder)
+    tiny = tmp_path / "params" / "tiny"
+    tiny.mkdir(parents=True)
+    # The parts this rule file reads from: data (download checkpoint), toy and uci.
+    for part in ("common", "data", "toy", "uci", "normalisation"):
+        rules = tmp_path / "workflow" / "rules" / f"{part}.smk"
+        rules.parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / "workflow" / "rules" / f"{part}.smk", rules)
+        if part != "common":
+            shutil.copy(ROOT / "params" / "quick" / f"{part}.yaml", tiny / f"{part}.yaml")
+    shutil.copy(ROOT / "params" / "quick" / "report.yaml", tiny / "report.yaml")  # schema
+    tiny_toy_params(tiny / "toy.yaml", iterations=20, density={"targets": ["checkerboard"]})
+    _tiny_params(tiny / "normalisation.yaml")
+    uci = yaml.safe_load((tiny / "uci.yaml").read_text())
+    uci["uci"]["datasets"] = []  # no UCI downloads or training in this test
+    (tiny / "uci.yaml").write_text(yaml.safe_dump(uci, sort_keys=False))
+    targets = ["reports/normalisation.md", "reports/samples.png"]
+    cmd = ["snakemake", "--cores", "2", *targets, "--config", "params=params/tiny"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    plan = done.stdout
-    for target in ("8gaussians", "2spirals", "checkerboard"):
-        assert f"results/toy/density/{target}/bnaf/model.pt" in plan
-    assert "rule normalisation" in plan and "rule samples" in plan
+    twin = load_part(tmp_path / "reports" / "normalisation.json")
+    assert [t["dataset"] for t in twin["toy"]] == ["checkerboard"]
+    assert twin["uci"] == [] and twin["not_run"] == []
+    assert (tmp_path / "reports" / "samples.png").stat().st_size > 0
+    assert (tmp_path / "logs" / "normalisation" / "normalisation.log").exists()
