@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from bnaf.inverse import Samples
+    from bnaf.sampling import Samples
 
 __all__ = [
     "ACTIVATIONS",
@@ -506,10 +506,10 @@ class BNAF(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Samples:
         r"""``n`` samples of the model's density normalised over its range: base draws are
-        inverted and those outside the range rejected. Returns ``bnaf.inverse.Samples``
+        inverted and those outside the range rejected. Returns ``bnaf.sampling.Samples``
         (``.x`` (n, d), ``.accepted``: the accepted fraction, which estimates the integral
         of the density, ``.drawn``)."""
-        from bnaf.inverse import sample
+        from bnaf.sampling import sample
 
         return sample(self, n, generator=generator)
 

@@ -35,8 +35,7 @@ from bnaf.flow import BNAF, BlockFlow, Permutation, Tanh
 
 OutsideMode = Literal["raise", "mask"]
 
-__all__ = ["InverseResult", "Samples", "default_xtol", "in_range", "invert", "invert_flow"]
-__all__ += ["invert_checked", "is_onto", "sample"]
+__all__ = ["InverseResult", "default_xtol", "invert", "invert_checked", "invert_flow", "is_onto"]
 
 
 @dataclass
@@ -57,17 +56,6 @@ class InverseResult:
     converged: Tensor
     iterations: Tensor
     max_iterations: Tensor
-
-
-@dataclass
-class Samples:
-    r"""What :func:`sample` returns: ``x`` (n, d) drawn from ``p(x) / Z`` with ``Z`` the base
-    mass of the range, estimated by ``accepted`` (the fraction of the ``drawn`` base samples
-    that fell inside the range)."""
-
-    x: Tensor
-    accepted: float
-    drawn: int
 
 
 def default_xtol(dtype: torch.dtype) -> float:
@@ -106,7 +94,9 @@ class _RowSolver:
         self.b = [lin.in_factor for lin in flow.linears]
         # Pre-activations accumulated from the solved rows (the bias to begin with).
         self.C = [lin.bias.detach().to(like).expand(n, -1).clone() for lin in flow.linears]
-        self.keep = 1.0 - _one_minus_alpha(flow) if flow.residual == "gated" else 1.0
+        # y = keep * f(x) + leak * x, as flow.forward computes it.
+        gated = flow.residual == "gated"
+        self.keep = float(torch.sigmoid(flow.gate.detach())) if gated else 1.0
         self.leak = _one_minus_alpha(flow)
         self.act_lo, self.act_hi = _activation_limits(flow)
 
@@ -161,9 +151,9 @@ class _RowSolver:
         lie in ``[act_lo, act_hi]`` and its weights on row ``i`` have either sign."""
         block = self._block(len(self.W) - 1, i)[0]  # weights of f_i on its own row's units
         c = self.C[-1][:, i]
-        spread = torch.where(block > 0, block * self.act_hi, block * self.act_lo)
-        low = torch.where(block > 0, block * self.act_lo, block * self.act_hi)
-        return self.keep * (c + low.sum()), self.keep * (c + spread.sum())
+        top = torch.where(block > 0, block * self.act_hi, block * self.act_lo).sum()
+        bottom = torch.where(block > 0, block * self.act_lo, block * self.act_hi).sum()
+        return self.keep * (c + bottom), self.keep * (c + top)
 
     def limits(self, i: int, n: int, like: Tensor) -> tuple[Tensor, Tensor]:
         """``lim y_i`` as ``x_i -> -inf`` and ``+inf`` given the solved rows, shape (n,)."""
@@ -362,57 +352,3 @@ def invert_checked(
     if n_bad:
         raise BnafError(f"the root search did not converge for {n_bad} points")
     return res.x
-
-
-def _first_bounded(model: BNAF) -> int | None:
-    """Index in ``model.transforms`` of the earliest flow that is not onto (None if none)."""
-    for k, t in enumerate(model.transforms):
-        if isinstance(t, BlockFlow) and not is_onto(t):
-            return k
-    return None
-
-
-@torch.no_grad()
-def in_range(model: BNAF, z: Tensor, xtol: float | None = None) -> Tensor:
-    r"""``(n,)`` bool: ``z`` lies in the range of the stack. Only the flows from the earliest
-    bounded one onwards are inverted (flows before it map onto ``R^d``)."""
-    first = _first_bounded(model)
-    if first is None:
-        return torch.isfinite(z).all(-1).to(next(model.parameters()).device)
-    return invert(model, z, xtol=xtol, stop=first).inside
-
-
-@torch.no_grad()
-def sample(
-    model: BNAF,
-    n: int,
-    generator: torch.Generator | None = None,
-    batch_size: int = 10_000,
-    max_draws: int | None = None,
-    xtol: float | None = None,
-) -> Samples:
-    r"""Draw ``n`` samples of the (normalised) model density by inverting base samples.
-
-    Base draws ``z ~ N(0, I)`` outside the range are rejected, so the samples follow
-    ``p(x) / Z``; ``Z`` (the integral of ``p``) is estimated by the accepted fraction.
-    Gives up with :class:`~bnaf.errors.BnafError` after ``max_draws`` (default ``100 n``).
-    """
-    param = next(model.parameters())
-    max_draws = 100 * max(n, 1) if max_draws is None else max_draws
-    kept: list[Tensor] = []
-    have = drawn = 0
-    while have < n:
-        if drawn >= max_draws:
-            raise BnafError(
-                f"only {have} of {n} samples after {drawn} base draws: the flow's range holds "
-                f"too little base mass ({have / max(drawn, 1):.2g})"
-            )
-        # Size the next draw by the acceptance rate so far (1 to begin with).
-        rate = max(have / drawn, 0.01) if drawn else 1.0
-        m = min(batch_size, max_draws - drawn, math.ceil(1.1 * (n - have) / rate) + 16)
-        z = torch.randn(m, model.dim, generator=generator, dtype=param.dtype, device="cpu")
-        res = invert(model, z.to(param.device), xtol=xtol)
-        kept.append(res.x[res.inside])
-        have += int(res.inside.sum())
-        drawn += m
-    return Samples(torch.cat(kept)[:n], have / drawn, drawn)

@@ -31,9 +31,10 @@ from scipy import stats
 from bnaf.config import load, to_dict
 from bnaf.errors import BnafError
 from bnaf.flow import BNAF, load_flow
-from bnaf.inverse import in_range, invert
+from bnaf.inverse import invert
 from bnaf.io import atomic_write_json, atomic_write_text, read_json
 from bnaf.runtime import environment_info, resolve_device
+from bnaf.sampling import in_range
 
 __all__ = ["NormalisationParams", "add_arguments", "base_mass", "grid_integral", "run"]
 

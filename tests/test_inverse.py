@@ -19,7 +19,8 @@ from scipy import stats
 
 from bnaf.errors import BnafError
 from bnaf.flow import BNAF, BlockFlow
-from bnaf.inverse import in_range, invert, invert_flow, is_onto, sample
+from bnaf.inverse import invert, invert_flow, is_onto
+from bnaf.sampling import in_range, sample
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from bnaf.config import load
 from bnaf.errors import BnafError
 from bnaf.figures.toyplot import crop, draw_panels, read_grids
 from bnaf.flow import load_flow
-from bnaf.inverse import sample
+from bnaf.sampling import sample
 
 __all__ = ["add_arguments", "histogram_density", "run"]
 
