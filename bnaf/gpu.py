@@ -3,10 +3,11 @@ r"""Stage ``gpu``: pin a local job to one GPU, ``python -m bnaf gpu -- <command 
 Snakemake's ``resources: gpu=1`` with ``--resources gpu=K`` only limits how many GPU jobs run at
 once; it does not say *which* device a local job should use. This wrapper does: it takes a slot
 on the least-loaded visible GPU (an exclusive ``flock`` on a file ``gpu<id>.slot<j>.lock``), runs
-the command with ``CUDA_VISIBLE_DEVICES=<id>``, and the slot is freed when the command ends (the
-kernel drops the lock even if the wrapper is killed). B-NAF models are small, so several jobs may
-share one GPU (Section 5.3 of the paper trains many models in parallel); ``--slots-per-gpu``
-caps how many, and further jobs wait for a free slot.
+the command with ``CUDA_VISIBLE_DEVICES=<id>`` (replacing itself by it, so no wrapper process
+lingers), and the slot is freed when the command ends (the kernel drops the lock however the
+process ends). B-NAF models are small, so several jobs may share one GPU (Section 5.3 of the
+paper trains many models in parallel); ``--slots-per-gpu`` caps how many, and further jobs wait
+for a free slot.
 
 Inside a SLURM job (``SLURM_JOB_ID`` set) SLURM has already assigned the GPU: the command runs
 unchanged. On a machine without GPUs it also runs unchanged (on the CPU).
@@ -23,7 +24,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -181,19 +181,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- command to run")
 
 
-def _run_child(command: list[str], env: dict[str, str]) -> int:
-    child = subprocess.Popen(command, env=env)
-
-    # Snakemake and SLURM stop jobs with SIGTERM/SIGINT: pass them on so the command can
-    # stop cleanly, and keep the slot until it has.
-    def forward(signum: int, _frame: object) -> None:
-        child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, forward)
-    code = child.wait()
-    # A command killed by a signal reports 128 + signal, as a shell would.
-    return code if code >= 0 else 128 - code
+def _exec(command: list[str], env: dict[str, str], slot: Slot | None = None) -> None:
+    r"""Become the command. A held slot's lock file stays open across ``exec`` (an inherited
+    descriptor), so the training process itself holds the slot and the kernel frees it when
+    that process ends, however it ends; signals from Snakemake or SLURM reach it directly."""
+    if slot is not None:
+        os.set_inheritable(slot.handle.fileno(), True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as exc:
+        raise BnafError(f"cannot run {command[0]!r}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,15 +206,9 @@ def run(args: argparse.Namespace) -> int:
     if env.get("SLURM_JOB_ID") or not gpus:
         where = "SLURM job" if env.get("SLURM_JOB_ID") else "no GPU"
         print(f"[gpu] {where}: running unpinned", file=sys.stderr, flush=True)
-        return _run_child(command, env)
+        _exec(command, env)
     slot = acquire(gpus, args.slots_per_gpu, timeout=args.timeout)
     env["CUDA_VISIBLE_DEVICES"] = slot.device
-    print(
-        f"[gpu] CUDA_VISIBLE_DEVICES={slot.device} (slot {slot.index})",
-        file=sys.stderr,
-        flush=True,
-    )
-    try:
-        return _run_child(command, env)
-    finally:
-        slot.release()
+    print(f"[gpu] CUDA_VISIBLE_DEVICES={slot.device} (slot {slot.index})", file=sys.stderr)
+    _exec(command, env, slot)
+    return 0  # not reached: exec replaced this process

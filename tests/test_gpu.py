@@ -119,3 +119,15 @@ def test_in_process_slot_sets_and_restores_the_variable(
         assert {a, b} == {"0", "1"}
         assert os.environ["CUDA_VISIBLE_DEVICES"] == b
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_a_killed_job_frees_its_slot(tmp_path: Path) -> None:
+    env = _env(tmp_path, BNAF_GPUS="1")
+    job = _launch(env, 60, "--slots-per-gpu", "1")
+    assert job.stdout.readline().strip() == "0"  # running, after exec, on GPU 0
+    # The exec'd command itself holds the slot: nobody else gets it meanwhile.
+    with pytest.raises(BnafError, match="no free GPU slot"):
+        acquire(["0"], slots_per_gpu=1, folder=tmp_path / "locks", timeout=0.3, poll=0.05)
+    job.kill()
+    job.wait(timeout=30)
+    acquire(["0"], slots_per_gpu=1, folder=tmp_path / "locks", timeout=5).release()
