@@ -1,0 +1,260 @@
+r"""Time one B-NAF training step against pyro's ``BlockAutoregressive`` and the authors' approach.
+
+A step is what the density-estimation trainer does per batch (Section 5.3 and the authors'
+density_estimation.py): forward pass with log-det, NLL under a standard normal base,
+backward, gradient-norm clipping at 0.1, an Adam step. Each side gets the same architecture
+(asserted: parameter shapes, hidden sizes, residuals) and the same batches.
+
+Usage::
+
+    python benchmarks/train_step.py                   # CPU, 2 threads, the three models
+    python benchmarks/train_step.py --device cuda
+    python benchmarks/train_step.py --steps 2 --repeats 1 --warmup 0 --tiny   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from authors_reference import AuthorsBNAF  # noqa: E402
+
+from bnaf.flow import BNAF, BlockFlow  # noqa: E402
+
+#: name -> (d, flows, L, k): POWER-, MINIBOONE- and BSDS300-like models (H = k d).
+CONFIGS = {
+    "power": (6, 5, 2, 40),
+    "miniboone": (43, 5, 1, 10),
+    "bsds300": (63, 5, 2, 20),
+}
+TINY = {"tiny": (3, 2, 2, 2)}
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def _pyro_model(dim: int, flows: int, layers: int, k: int) -> nn.Module | None:
+    try:
+        from pyro.distributions.transforms import BlockAutoregressive, Permute
+    except ImportError:
+        return None
+
+    class PyroBNAF(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flows = nn.ModuleList(
+                BlockAutoregressive(dim, [k] * layers, "tanh", "gated" if f < flows - 1 else None)
+                for f in range(flows)
+            )
+            self.perm = Permute(torch.arange(dim - 1, -1, -1))
+
+        def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+            log_det = 0.0
+            for i, t in enumerate(self.flows):
+                # _call is what t(x) runs on a cache miss; it leaves the per-dimension log
+                # Jacobian diagonal that log_abs_det_jacobian sums. Going through t(x) would
+                # reuse a cached graph whenever a batch tensor comes round again.
+                y = t._call(x)
+                log_det = log_det + t._cached_logDetJ.sum(-1)
+                x = self.perm(y) if i < flows - 1 else y
+            return x, log_det
+
+    return PyroBNAF()
+
+
+def _describe(model: nn.Module) -> dict:
+    """Architecture summary compared across implementations."""
+    shapes = sorted(tuple(p.shape) for p in model.parameters())
+    return {"params": sum(p.numel() for p in model.parameters()), "shapes": shapes}
+
+
+def _layout(name: str, model: nn.Module) -> list[tuple]:
+    """Per flow: (output sizes of the masked layers, residual kind), read from each model."""
+    if name == "ours":
+        flows = [t for t in model.transforms if isinstance(t, BlockFlow)]
+        return [(tuple(lin.dim * lin.out_factor for lin in f.linears), f.residual) for f in flows]
+    if name == "pyro":
+        return [
+            (tuple(lin.out_features for lin in t.layers), t.residual or "none")
+            for t in model.flows
+        ]
+    return [
+        (
+            tuple(m.out_features for m in f.mods if hasattr(m, "out_features")),
+            "none" if f.gate is None else "gated",
+        )
+        for f in model.flows
+    ]
+
+
+def _check_same_architecture(models: dict[str, nn.Module], dim: int, flows: int, L: int, k: int):
+    """Every side builds the same flow: layer sizes, residuals, parameter shapes and counts."""
+    expected = [((dim * k,) * L + (dim,), "gated")] * (flows - 1) + [
+        ((dim * k,) * L + (dim,), "none")
+    ]
+    ours = _describe(models["ours"])
+    for name, model in models.items():
+        assert _layout(name, model) == expected, (name, _layout(name, model))
+        desc = _describe(model)
+        # weight (out, in), row log-scale (out, 1), bias (out,) per layer, a gate per residual
+        assert desc == ours, f"{name}: {desc['params']} parameters vs ours {ours['params']}"
+
+
+@torch.no_grad()
+def _check_same_function(models: dict[str, nn.Module], dim: int) -> None:
+    """Give every side ours's parameter values; all must then compute the same z and log-det.
+    pyro's gate weighs the input (``sigmoid(gate) x + ...``), ours the transform: negate it."""
+    ours = [t for t in models["ours"].transforms if isinstance(t, BlockFlow)]
+    for name, model in models.items():
+        if name == "ours":
+            continue
+        for f_ours, f in zip(ours, model.flows):
+            layers = f.layers if name == "pyro" else [m for m in f.mods if hasattr(m, "bias")]
+            for lin_ours, lin in zip(f_ours.linears, layers):
+                lin._weight.copy_(lin_ours.weight)
+                lin._diag_weight.copy_(lin_ours.log_scale)
+                lin.bias.copy_(lin_ours.bias)
+            if f_ours.residual == "gated":
+                f.gate.copy_(-f_ours.gate if name == "pyro" else f_ours.gate)
+    x = torch.randn(64, dim, generator=torch.Generator().manual_seed(2))
+    z_ref, ld_ref = models["ours"](x)
+    for name, model in models.items():
+        z, ld = model(x)
+        torch.testing.assert_close(z, z_ref, rtol=1e-4, atol=1e-4, msg=f"{name}: z differs")
+        torch.testing.assert_close(ld, ld_ref, rtol=1e-4, atol=1e-3, msg=f"{name}: log-det")
+
+
+def _step_fn(model: nn.Module, batches: list[Tensor]) -> Callable[[int], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    params = list(model.parameters())
+
+    def step(i: int) -> None:
+        x = batches[i % len(batches)]
+        z, log_det = model(x)
+        nll = 0.5 * (z.square().sum(-1) + z.shape[-1] * _LOG_2PI) - log_det
+        loss = nll.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_norm=0.1)
+        opt.step()
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    configs = TINY if args.tiny else {n: CONFIGS[n] for n in args.configs}
+    rows = []
+    for name, (dim, flows, layers, k) in configs.items():
+        torch.manual_seed(0)
+        models: dict[str, nn.Module] = {
+            "ours": BNAF(dim, flows=flows, layers=layers, hidden_factor=k),
+            "authors": AuthorsBNAF(dim, flows, layers, k),
+        }
+        pyro = None if args.no_pyro else _pyro_model(dim, flows, layers, k)
+        if pyro is not None:
+            models["pyro"] = pyro
+        _check_same_architecture(models, dim, flows, layers, k)
+        _check_same_function(models, dim)
+        gen = torch.Generator().manual_seed(1)
+        batches = [torch.randn(args.batch, dim, generator=gen).to(device) for _ in range(4)]
+        steps = {n: _step_fn(m.to(device), batches) for n, m in models.items()}
+        for step in steps.values():
+            for i in range(args.warmup):
+                step(i)
+        best = {n: math.inf for n in steps}
+        best_cpu = {n: math.inf for n in steps}
+        for _ in range(args.repeats):  # interleaved, best of several: the cores are shared
+            for n, step in steps.items():
+                _sync(device)
+                t0, c0 = time.perf_counter(), time.process_time()
+                for i in range(args.steps):
+                    step(i)
+                _sync(device)
+                best[n] = min(best[n], time.perf_counter() - t0)
+                best_cpu[n] = min(best_cpu[n], time.process_time() - c0)
+        rate = {n: args.steps / best[n] for n in best}
+        # CPU seconds of this process per step: less sensitive to other jobs on the cores
+        cpu = {n: args.steps / best_cpu[n] for n in best_cpu}
+        row = {
+            "model": name,
+            "d": dim,
+            "flows": flows,
+            "L": layers,
+            "H": f"{k}d",
+            "params": _describe(models["ours"])["params"],
+            "ours": rate["ours"],
+            "authors": rate["authors"],
+            "pyro": rate.get("pyro"),
+            "ours/authors": rate["ours"] / rate["authors"],
+            "ours/pyro": rate["ours"] / rate["pyro"] if "pyro" in rate else None,
+            "ours/authors (cpu)": cpu["ours"] / cpu["authors"],
+            "ours/pyro (cpu)": cpu["ours"] / cpu["pyro"] if "pyro" in cpu else None,
+        }
+        rows.append(row)
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "device": str(device),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "batch": args.batch,
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "pyro": "skipped (not installed or --no-pyro)" if rows[0]["pyro"] is None else "run",
+        "rows": rows,
+    }
+
+
+def _table(result: dict) -> str:
+    from tabulate import tabulate
+
+    cols = ["model", "d", "flows", "L", "H", "params", "ours", "authors", "pyro"]
+    cols += ["ours/authors", "ours/pyro", "ours/authors (cpu)", "ours/pyro (cpu)"]
+    body = [[r[c] if r[c] is not None else "-" for c in cols] for r in result["rows"]]
+    head = (
+        f"steps/s, batch {result['batch']}, best of {result['repeats']} x {result['steps']}"
+        f" steps, {result['device']}, threads={result['threads']}, torch {result['torch']},"
+        f" {result['date']}; pyro: {result['pyro']}"
+    )
+    return head + "\n" + tabulate(body, headers=cols, floatfmt=".2f")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--batch", type=int, default=200, help="batch size (authors: 200)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many repeats")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--tiny", action="store_true", help="one tiny model (smoke test)")
+    parser.add_argument("--no-pyro", action="store_true", help="leave pyro out")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    result = run(args)
+    print(_table(result))
+    if args.json:
+        from bnaf.io import atomic_write_json
+
+        atomic_write_json(args.json, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The training-step benchmark runs end to end in a smoke mode (one tiny model, two steps),
+with pyro when it is installed and without it (its column is then skipped)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
+HAVE_PYRO = importlib.util.find_spec("pyro") is not None
+
+
+@pytest.mark.slow  # two interpreter starts with torch (and pyro): ~5 s of CPU each
+@pytest.mark.parametrize(
+    "extra",
+    [["--no-pyro"], pytest.param([], marks=pytest.mark.skipif(not HAVE_PYRO, reason="no pyro"))],
+)
+def test_benchmark_smoke(tmp_path: Path, extra: list[str]) -> None:
+    out_json = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--tiny", "--steps", "2", "--repeats", "1"]
+    cmd += ["--warmup", "0", "--json", str(out_json), *extra]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "tiny" in out.stdout
+    result = json.loads(out_json.read_text())
+    (row,) = result["rows"]
+    # every stored entry: per flow 3->6 (18+6+6), 6->6 (36+6+6), 6->3 (18+3+3) = 102; 2 flows
+    # and one gate
+    assert row["params"] == 205
+    assert row["ours"] > 0 and row["authors"] > 0
+    if extra:
+        assert row["pyro"] is None and result["pyro"].startswith("skipped")
+    else:
+        assert row["pyro"] > 0
