@@ -131,3 +131,14 @@ def test_training_rules_go_through_the_gpu_slot_wrapper(parsed: Any) -> None:
     for name in GPU_CAPABLE:
         assert parsed.get_rule(name).shellcmd.startswith("{PY_GPU} "), name
     assert parsed.globals["PY_GPU"] == "python -m bnaf gpu -- python -m bnaf"
+
+
+@pytest.mark.parametrize("profile", ["local-gpu", "slurm", "slurm-local"])
+def test_profiles_are_valid_for_a_dry_run(tmp_path: Path, profile: str) -> None:
+    work = _copy(tmp_path)
+    shutil.copytree(ROOT / "profiles", work / "profiles")
+    cmd = [sys.executable, "-m", "snakemake", "--profile", f"profiles/{profile}", "-n"]
+    cmd += ["reports/toy.md", "--config", "params=params/quick"]
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "toy_table" in proc.stdout + proc.stderr
