@@ -199,8 +199,8 @@ def invert_flow(
     for i in range(d):
         yi = y[:, i]
         lo_lim, hi_lim = solver.limits(i, n, y)
-        ok = (lo_lim < yi) & (yi < hi_lim)  # False for NaN too
-        inside &= ok
+        inside &= (lo_lim < yi) & (yi < hi_lim)  # False for NaN too
+        ok = inside.clone()  # points found outside at an earlier row are not solved further
         count = torch.zeros(n, dtype=torch.long, device=y.device)
         if bounded and solver.leak == 0:
             lo, hi = solver.saturation_bracket(i)
