@@ -77,7 +77,7 @@ class Resources:
     threads: int
     mem_mb: int
     gpu: int
-    runtime: dict[str, int]  # minutes per dataset ("default" for the rest)
+    runtime: int | dict[str, int]  # minutes; or per dataset, with "default" for the rest
 
 
 @dataclass

@@ -20,7 +20,7 @@ import bnaf.trainer
 from bnaf.cli import main
 from bnaf.errors import BnafError
 from bnaf.flow import load_flow
-from bnaf.train import load_splits, train_run
+from bnaf.train import load_splits, subset, train_run
 from bnaf.uci_params import load_uci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,3 +219,15 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, data: Path, capsys) -> 
         f.create_dataset("train", data=torch.zeros(3, 2).numpy())
     assert main([*args, "--data", str(bad), "--config", "L1_H4"]) == 2
     assert "missing dataset(s) validation, test" in capsys.readouterr().err
+
+
+def test_train_subset_is_fixed_and_sized() -> None:
+    x = torch.arange(100.0)[:, None]
+    assert torch.equal(subset(x, None), x)
+    a, b = subset(x, 30), subset(x, 0.3)
+    assert len(a) == len(b) == 30 and torch.equal(a, b)  # same rows for every seed and config
+    assert len(subset(x, 1000)) == 100  # a count above the split's size: the whole split
+    assert len(torch.unique(a)) == 30
+    for bad in (0, 1.5, 0.0):
+        with pytest.raises(BnafError, match="train_subset"):
+            subset(x, bad)

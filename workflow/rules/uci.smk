@@ -19,6 +19,8 @@ localrules:
 
 def uci_runtime(wildcards):
     runtime = UCI["resources"]["runtime"]
+    if isinstance(runtime, int):
+        return runtime
     return runtime.get(wildcards.dataset, runtime["default"])
 
 
