@@ -1,4 +1,4 @@
-r"""The inverse of a B-NAF stack, its range, and sampling (beyond the paper, Section 6).
+r"""The inverse of a B-NAF stack and its range (beyond the paper: Section 6 leaves it open).
 
 Within one block flow, output ``y_i`` depends on ``x_{<=i}`` only and is strictly increasing
 in ``x_i`` (the diagonal blocks of every layer are positive, Eq. 8, and the activations are
@@ -11,7 +11,10 @@ once (in total the cost of one forward pass), after which one evaluation of ``y_
 The root search is a safeguarded Newton/bisection hybrid (``rtsafe`` of Numerical Recipes,
 Section 9.4), vectorised over the batch: a Newton step is taken when it stays inside the
 bracket and at least halves the step before last, a bisection step otherwise. A coordinate is
-solved when its last step or its bracket is at most ``xtol * (1 + |x_i|)``.
+solved when its last step or its bracket is at most ``xtol * (1 + |x_i|)``. Newton converges
+quadratically, so in float64 the result is at rounding level: over random stacks of every
+configuration (``tests/test_inverse.py``) ``|f(f^{-1}(z)) - z| <= 1e-12 (1 + |z|)`` and
+``|f^{-1}(f(x)) - x| <= ~eps (1 + |z|) / sigma_min(J_f(x))`` (the conditioning of ``f``).
 
 Range. With ``tanh`` the first hidden layer's units of row ``i`` saturate to ``+-1`` as
 ``x_i -> +-inf``, so given ``x_{<i}`` the flow without a residual maps onto the open interval
@@ -304,7 +307,7 @@ def invert(
         xtol: tolerance of each coordinate, relative to ``1 + |x_i|``; see
             :func:`default_xtol`.
         max_iter: root-search iterations per coordinate before giving up (``converged``).
-        stop: invert ``model.transforms[stop:]`` only (used by :func:`in_range`).
+        stop: invert ``model.transforms[stop:]`` only (used by ``bnaf.sampling.in_range``).
     """
     param = next(model.parameters())
     if z.dim() != 2 or z.shape[1] != model.dim:
@@ -334,7 +337,7 @@ def invert_checked(
 
     With ``outside="raise"`` a point outside the range (or not finite) raises
     :class:`~bnaf.errors.BnafError` naming how many; a coordinate that did not meet the
-    tolerance within the iteration budget raises too.
+    tolerance within the iteration budget raises too (``invert`` reports it in ``converged``).
     """
     if outside not in ("raise", "mask"):
         raise ValueError(f"unknown outside {outside!r}; expected 'raise' or 'mask'")
