@@ -208,17 +208,18 @@ class Trainer:
             if loss is not None:
                 break
             attempts += 1
-            self.restore(last_good)
-            new_lr = self.lr * self.tp.nonfinite_lr_factor
-            self.nonfinite_events.append(
-                {"epoch": self.epoch + 1, "attempt": attempts, "lr_after": new_lr}
-            )
+            failed_lr, events = self.lr, self.nonfinite_events  # kept across the restore
             if attempts > self.tp.nonfinite_retries:
                 raise BnafError(
                     f"training diverged: non-finite loss in epoch {self.epoch + 1} after "
                     f"{self.tp.nonfinite_retries} retries with a lower learning rate "
-                    f"(last lr {self.lr:.3g}); the checkpoint of epoch {self.epoch} is kept"
+                    f"(last lr {failed_lr:.3g}); the checkpoint of epoch {self.epoch} is kept"
                 )
+            self.restore(last_good)
+            new_lr = failed_lr * self.tp.nonfinite_lr_factor
+            self.nonfinite_events = events + [
+                {"epoch": self.epoch + 1, "attempt": attempts, "lr_after": new_lr}
+            ]
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr
             self.log(f"non-finite loss in epoch {self.epoch + 1}: restored, lr -> {new_lr:.3g}")

@@ -167,12 +167,16 @@ def test_nonfinite_loss_restores_last_epoch_with_lower_lr(tmp_path: Path, data: 
     def flaky(model, x):
         calls["n"] += 1
         loss = real(model, x)
-        return loss * float("nan") if calls["n"] == 5 else loss  # epoch 2 (3 batches/epoch)
+        # 3 batches per epoch: call 5 is in epoch 2, call 8 in its first retry.
+        return loss * float("nan") if calls["n"] in (5, 8) else loss
 
     monkeypatch.setattr(bnaf.trainer, "batch_loss", flaky)
     m = train_run(_params(max_epochs=4), data, "toy", "L1_H4", 0, tmp_path / "r", log=_quiet)
-    assert m["nonfinite_events"] == [{"epoch": 2, "attempt": 1, "lr_after": pytest.approx(5e-3)}]
-    assert [h["lr"] for h in m["history"]] == pytest.approx([1e-2, 5e-3, 5e-3, 5e-3])
+    assert m["nonfinite_events"] == [
+        {"epoch": 2, "attempt": 1, "lr_after": pytest.approx(5e-3)},
+        {"epoch": 2, "attempt": 2, "lr_after": pytest.approx(2.5e-3)},
+    ]
+    assert [h["lr"] for h in m["history"]] == pytest.approx([1e-2, 2.5e-3, 2.5e-3, 2.5e-3])
     assert all(math.isfinite(h["train_nll"]) for h in m["history"])
     json.loads((tmp_path / "r" / "metrics.json").read_text(), parse_constant=pytest.fail)
 
@@ -182,8 +186,14 @@ def test_persistent_nonfinite_loss_fails_clearly(tmp_path: Path, data: Path, mon
         bnaf.trainer, "batch_loss", lambda model, x: model.log_prob(x).mean() * math.nan
     )
     p = _params(max_epochs=4, nonfinite_retries=2, keep_checkpoint=True)
-    with pytest.raises(BnafError, match="diverged: non-finite loss in epoch 1 after 2 retries"):
-        train_run(p, data, "toy", "L1_H4", 0, tmp_path / "r", log=_quiet)
+    lines: list[str] = []
+    # Each retry halves the rate again: 1e-2 fails, then 5e-3, then 2.5e-3, then give up.
+    with pytest.raises(BnafError, match=r"epoch 1 after 2 retries .*\(last lr 0\.0025\)"):
+        train_run(p, data, "toy", "L1_H4", 0, tmp_path / "r", log=lines.append)
+    assert [line.split("lr -> ")[1] for line in lines if "non-finite" in line] == [
+        "0.005",
+        "0.0025",
+    ]
     assert not (tmp_path / "r" / "metrics.json").exists()
 
 
