@@ -168,7 +168,7 @@ def train_run(
 
     if trainer.best is None:
         raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")
-    trainer._load_weights(trainer.best)
+    trainer.load_weights(trainer.best)
     trainer.polyak.swap()  # evaluate (and save) the averaged weights, as the authors do
     model = trainer.model
     ev = tp.eval_batch_size

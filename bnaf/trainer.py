@@ -114,7 +114,9 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def _weights(self) -> dict[str, Any]:
+    def weights(self) -> dict[str, Any]:
+        r"""A copy of the model, optimiser (incl. learning rate) and Polyak states: what the
+        authors' ``save_model`` keeps at a new best and ``load_model`` restores at a decay."""
         return copy.deepcopy(
             {
                 "model": self.model.state_dict(),
@@ -123,7 +125,7 @@ class Trainer:
             }
         )
 
-    def _load_weights(self, weights: dict[str, Any]) -> None:
+    def load_weights(self, weights: dict[str, Any]) -> None:
         self.model.load_state_dict(weights["model"])
         self.optimizer.load_state_dict(copy.deepcopy(weights["optimizer"]))
         self.polyak.load_state_dict(weights["polyak"])
@@ -131,7 +133,7 @@ class Trainer:
     def snapshot(self) -> dict[str, Any]:
         r"""Everything needed to continue exactly from here (a checkpoint's content)."""
         return {
-            "weights": self._weights(),
+            "weights": self.weights(),
             "best": copy.deepcopy(self.best),
             "schedule": self.schedule.state_dict(),
             "generator": self.generator.get_state(),
@@ -150,7 +152,7 @@ class Trainer:
         }
 
     def restore(self, snap: dict[str, Any]) -> None:
-        self._load_weights(snap["weights"])
+        self.load_weights(snap["weights"])
         self.best = copy.deepcopy(snap["best"])
         self.schedule.load_state_dict(snap["schedule"])
         self.generator.set_state(snap["generator"])
@@ -231,11 +233,11 @@ class Trainer:
         decision = self.schedule.step(-signal)
         self.epoch += 1
         if decision.improved:
-            self.best = self._weights()
+            self.best = self.weights()
             self.best_epoch, self.best_validation = self.epoch, val_ll
         if decision.reduce:
             if self.tp.reload_best_on_decay and self.best is not None:
-                self._load_weights(self.best)
+                self.load_weights(self.best)
             new_lr = decayed_lr(self.lr, self.tp.lr_decay, self.tp.min_lr)
             for group in self.optimizer.param_groups:
                 group["lr"] = new_lr
