@@ -10,6 +10,18 @@ __all__ = ["UCI_DIFFERENCES"]
 
 UCI_DIFFERENCES: list[dict[str, str]] = [
     {
+        "topic": "initialisation",
+        "paper": "weight-normalised rows with v ~ N(0, 1) (Appendix C)",
+        "code": "Xavier-uniform per block row (MaskedWeight)",
+        "ours": "as the code; model.init: paper gives Appendix C's",
+    },
+    {
+        "topic": "last flow",
+        "paper": "every flow has the (gated) residual connection (Section 3.1, 5.3)",
+        "code": "the last flow has no residual connection (res=None)",
+        "ours": "as the code; model.final_residual: true gives it one",
+    },
+    {
         "topic": "optimiser",
         "paper": "Adam (Section 5.3)",
         "code": "Adam(..., amsgrad=True): the AMSGrad variant",
