@@ -17,7 +17,7 @@ UCI_DIFFERENCES: list[dict[str, str]] = [
     },
     {
         "topic": "last flow",
-        "paper": "every flow has the (gated) residual connection (Section 3.1, 5.3)",
+        "paper": "every flow of the stack is gated, f_i = a f_i(x) + (1 - a) x (Section 3.1)",
         "code": "the last flow has no residual connection (res=None)",
         "ours": "as the code; model.final_residual: true gives it one",
     },
