@@ -52,7 +52,9 @@ def stage_times(workdir: str | Path = ".") -> list[StageTime]:
     """Per rule: jobs, summed and longest wall time of the jobs that made today's files."""
     workdir = Path(workdir)
     folder = workdir / ".snakemake" / "metadata"
-    jobs: dict[str, set[tuple[float, float]]] = {}
+    # rule -> job -> (start, end); a job writes several files, each with its own record whose
+    # start differs by microseconds: one job is one (job_hash, end) pair.
+    jobs: dict[str, dict[tuple[Any, float], tuple[float, float]]] = {}
     if not folder.is_dir():
         return []
     for record in folder.rglob("*"):
@@ -67,14 +69,16 @@ def stage_times(workdir: str | Path = ".") -> list[StageTime]:
             continue
         start, end, rule = meta.get("starttime"), meta.get("endtime"), meta.get("rule")
         if isinstance(start, int | float) and isinstance(end, int | float) and rule:
-            # One job writes several files: count each (start, end) once per rule.
-            jobs.setdefault(rule, set()).add((float(start), float(end)))
+            key = (meta.get("job_hash", round(float(start))), float(end))
+            spans = jobs.setdefault(rule, {})
+            s0, e0 = spans.get(key, (float(start), float(end)))
+            spans[key] = (min(s0, float(start)), max(e0, float(end)))
     return [
         StageTime(
             rule,
             len(spans),
-            sum(e - s for s, e in spans),
-            max(e - s for s, e in spans),
+            sum(e - s for s, e in spans.values()),
+            max(e - s for s, e in spans.values()),
         )
         for rule, spans in sorted(jobs.items())
     ]

@@ -167,18 +167,18 @@ def test_stage_times_come_from_snakemake_records_of_existing_files(tmp_path: Pat
     meta = tmp_path / ".snakemake" / "metadata"
     meta.mkdir(parents=True)
     (tmp_path / "results").mkdir()
-    for output, rule, start, end in (
-        ("results/a.json", "toy", 100.0, 110.0),
-        ("results/a.pt", "toy", 100.0, 110.0),  # same job, second output: counted once
-        ("results/b.json", "toy", 200.0, 230.0),
-        ("results/gone.json", "toy", 0.0, 1000.0),  # file no longer exists: not counted
-        ("reports/t.md", "toy_table", 300.0, 301.5),
+    for output, rule, job, start, end in (
+        ("results/a.json", "toy", 1, 100.0, 110.0),
+        ("results/a.pt", "toy", 1, 100.001, 110.0),  # same job, second output: counted once
+        ("results/b.json", "toy", 2, 200.0, 230.0),
+        ("results/gone.json", "toy", 3, 0.0, 1000.0),  # file no longer exists: not counted
+        ("reports/t.md", "toy_table", 4, 300.0, 301.5),
     ):
         if "gone" not in output:
             (tmp_path / output).parent.mkdir(exist_ok=True)
             (tmp_path / output).write_text("x")
         name = base64.urlsafe_b64encode(output.encode()).decode()
-        record = {"rule": rule, "starttime": start, "endtime": end}
+        record = {"rule": rule, "starttime": start, "endtime": end, "job_hash": job}
         (meta / name).write_text(json.dumps(record))
     times = {t.rule: t for t in stage_times(tmp_path)}
     assert (times["toy"].jobs, times["toy"].wall_s, times["toy"].longest_s) == (2, 40.0, 30.0)
