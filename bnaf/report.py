@@ -155,6 +155,14 @@ def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict
         ]
     md += ["## Reproduced against published", ""]
     md.append(_comparison_table(rows) if rows else "No reproduced numbers: no part has run.")
+    compared = {r.part for r in rows}
+    quiet = [s for s in params.parts if s.name in parts and s.name not in compared]
+    if quiet:
+        md += [""] + [
+            f"- {s.title}: no reproduced number with a published counterpart here "
+            "(the paper prints none for it, or it was not run); its results are in its section."
+            for s in quiet
+        ]
 
     differences: list[dict[str, str]] = []
     not_run: list[dict[str, str]] = list(missing)
