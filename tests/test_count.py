@@ -161,3 +161,12 @@ def test_naf_log_det_matches_autograd(dim: int, hidden_layers: int) -> None:
         )
         assert torch.all(flow_jac.triu(1) == 0)
         assert torch.all(flow_jac.diagonal() > 0)
+
+
+@pytest.mark.parametrize("dataset", sorted(PUBLISHED))
+def test_report_names_the_config_behind_each_published_ratio(dataset: str) -> None:
+    layers, k, r5, _ = PUBLISHED[dataset]
+    report = count_report(dataset, 1, 10)
+    assert report["published_ratio_config"] == {"layers": layers, "hidden_factor": k}
+    assert report["ratios_published"]["5"] == r5
+    assert any("MINIBOONE" in d for d in report["differences"]) == (dataset == "miniboone")
