@@ -124,6 +124,8 @@ def test_table_assembly_formatting_and_not_run() -> None:
     assert "| TAN " in md and "| FFJORD " in md and "| Real NVP " in md
     assert "2.29×" in md and "4.57×" in md and "L2_H40" in md
     assert "ddof=0" in md and "REDUCED" in md and "archive not found" in md
+    grid = md[md.index("## Grid search") :]
+    assert "| L1_H10   | 0.40 " in grid and "| L2_H40   | **0.50** " in grid
     rows = csv_text.strip().splitlines()
     assert len(rows) == 1 + 9 + 8 and rows[10].startswith('"B-NAF (ours, quick')
     json.dumps(table, allow_nan=False)

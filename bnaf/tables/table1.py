@@ -93,6 +93,10 @@ def assemble(
                 "devices": s["devices"],
                 "hardware": s["hardware"],
                 "train_samples": s["train_samples"],
+                "grid": {
+                    c: {k: v[k] for k in ("validation_mean", "test_mean", "test_std", "seeds")}
+                    for c, v in s["configs"].items()
+                },
             }
         )
     return {
@@ -148,6 +152,20 @@ def _rows(table: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _grid_rows(table: dict[str, Any]) -> list[list[str]]:
+    ours = {r["dataset"]: r for r in table["results"]}
+    configs = sorted({c for r in ours.values() for c in r["grid"]})
+    rows = []
+    for c in configs:
+        row = [c]
+        for d in DATASETS:
+            cell = ours[d]["grid"].get(c) if d in ours else None
+            text = _DASH if cell is None else f"{cell['validation_mean']:.2f}"
+            row.append(f"**{text}**" if d in ours and ours[d]["selected_config"] == c else text)
+        rows.append(row)
+    return rows
+
+
 def _header() -> list[str]:
     return ["Model"] + [f"{d.upper()} (d={DIMENSIONS[d]}, N={SIZES[d]:,})" for d in DATASETS]
 
@@ -183,6 +201,16 @@ def render(table: dict[str, Any]) -> tuple[str, str]:
         md.append(f"- Not run: {n['dataset'].upper()} — {n['reason']}.{supply}")
     md.append("- Differences between the paper and the authors' code: see `differences` in the "
               "JSON twin (this reproduction follows the code).")  # fmt: skip
+    grid = _grid_rows(table)
+    if grid:
+        md += [
+            "",
+            "## Grid search: validation log-likelihood, mean over seeds (selected in bold)",
+            "",
+            tabulate(
+                grid, ["Config", *(d.upper() for d in DATASETS)], "github", disable_numparse=True
+            ),
+        ]
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([_header(), *rows])
     return "\n".join(md) + "\n", buf.getvalue()
