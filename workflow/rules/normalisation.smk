@@ -3,6 +3,7 @@
 # sampled through the inverse. Inputs come from the toy and UCI rules (input functions, so the
 # rule files may load in any order); datasets without models are named "not run" in the JSON.
 NORM = config["normalisation"]
+NORM_UCI = config.get("uci", {}).get("datasets", [])
 
 
 localrules:
@@ -18,7 +19,7 @@ def norm_toy(name):
 
 
 def norm_uci_models(wildcards):
-    datasets = [d for d in config.get("uci", {}).get("datasets", []) if available(d)]
+    datasets = [d for d in NORM_UCI if available(d)]
     return expand(rules.train.output.model, dataset=datasets, cfg=UCI_CONFIGS, seed=UCI["seeds"])
 
 
@@ -26,7 +27,7 @@ rule normalisation:
     input:
         toy=norm_toy("model"),
         uci=norm_uci_models,
-        status=expand("data/raw/{dataset}.status.json", dataset=config["uci"]["datasets"]),
+        status=expand("data/raw/{name}.status.json", name=NORM_UCI),
     output:
         md=report(
             "reports/normalisation.md", caption="../report/normalisation.rst", category="Checks"
@@ -36,7 +37,7 @@ rule normalisation:
         "logs/normalisation/normalisation.log",
     params:
         toy=" ".join(config.get("toy", {}).get("density", {}).get("targets", [])),
-        uci=" ".join(config.get("uci", {}).get("datasets", [])),
+        uci=" ".join(NORM_UCI),
     threads: NORM["threads"]
     resources:
         mem_mb=NORM["resources"]["mem_mb"],
