@@ -70,15 +70,17 @@ def sample(
     max_draws = 100 * max(n, 1) if max_draws is None else max_draws
     kept: list[Tensor] = []
     have = drawn = 0
+    onto = _first_bounded(model) is None
     while have < n:
         if drawn >= max_draws:
             raise BnafError(
                 f"only {have} of {n} samples after {drawn} base draws: the flow's range holds "
                 f"too little base mass ({have / max(drawn, 1):.2g})"
             )
-        # Size the next draw by the acceptance rate so far (1 to begin with).
+        # Size the next draw by the acceptance rate so far (exactly 1 for an onto flow).
         rate = max(have / drawn, 0.01) if drawn else 1.0
-        m = min(batch_size, max_draws - drawn, math.ceil(1.1 * (n - have) / rate) + 16)
+        want = n - have if onto else math.ceil(1.1 * (n - have) / rate) + 16
+        m = min(batch_size, max_draws - drawn, want)
         z = torch.randn(m, model.dim, generator=generator, dtype=param.dtype, device="cpu")
         res = invert(model, z.to(param.device), xtol=xtol)
         kept.append(res.x[res.inside])
