@@ -107,3 +107,41 @@ def test_decayed_lr_halves_down_to_the_minimum() -> None:
     for _ in range(6):
         lrs.append(decayed_lr(lrs[-1], 0.5, 5e-4))
     assert lrs == pytest.approx([1e-2, 5e-3, 2.5e-3, 1.25e-3, 6.25e-4, 5e-4, 5e-4])
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_agrees_with_torch_adam_when_eps_is_zero(amsgrad: bool) -> None:
+    # torch.optim.Adam adds eps to sqrt(v / bias_correction2) instead of sqrt(v); with eps = 0
+    # both are the same update, so torch's implementation is an independent reference.
+    torch.manual_seed(0)
+    grads = [torch.randn(5, 3, dtype=torch.float64) for _ in range(30)]
+    ours = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+    ref = nn.Parameter(ours.detach().clone())
+    opt_ours = Adam([ours], lr=1e-2, eps=0.0, amsgrad=amsgrad)
+    opt_ref = torch.optim.Adam([ref], lr=1e-2, eps=0.0, amsgrad=amsgrad)
+    for g in grads:
+        for p, opt in ((ours, opt_ours), (ref, opt_ref)):
+            p.grad = g.clone()
+            opt.step()
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_plateau_decays_match_torch_reduce_lr_on_plateau(seed: int) -> None:
+    # The authors' scheduler subclasses torch's ReduceLROnPlateau: without reloads and early
+    # stopping, our schedule + decayed_lr must give torch's learning rates epoch by epoch.
+    gen = torch.Generator().manual_seed(seed)
+    losses = (torch.cumsum(torch.randn(300, generator=gen), 0) * 0.01 + 3.0).tolist()
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1e-2)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=0.5, patience=20, cooldown=10, min_lr=5e-4, threshold=1e-4,
+        threshold_mode="abs",
+    )  # fmt: skip
+    ours, lr = PlateauSchedule(20, 10, 10_000, 1e-4, "abs"), 1e-2
+    for loss in losses:
+        ref.step(loss)
+        if ours.step(loss).reduce:
+            lr = decayed_lr(lr, 0.5, 5e-4)
+        assert lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+    assert lr < 1e-2  # the sequences do contain plateaus
