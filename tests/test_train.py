@@ -97,9 +97,11 @@ def _same_models(a: Path, b: Path) -> None:
 
 
 def test_stop_and_resume_is_bit_identical(tmp_path: Path, data: Path) -> None:
-    # patience 1 / cooldown 0 so decays (with reloads of the best state) happen within 8 epochs.
-    p = _params(max_epochs=8, patience=1, cooldown=0, lr=0.05)
+    # patience 1, cooldown 0 and a 1-nat improvement threshold: decays (each reloading the
+    # best state) happen within 8 epochs, so the resume covers them too.
+    p = _params(max_epochs=8, patience=1, cooldown=0, lr=0.05, threshold=1.0)
     full = train_run(p, data, "toy", "L1_H4", 1, tmp_path / "a", log=_quiet)
+    assert sum(h["decay"] for h in full["history"]) >= 2
     parts = tmp_path / "b"
     assert train_run(p, data, "toy", "L1_H4", 1, parts, stop_after_epochs=3, log=_quiet) is None
     assert (parts / "checkpoint.pt").is_file() and not (parts / "metrics.json").exists()
