@@ -123,6 +123,8 @@ def test_table_assembly_formatting_and_not_run() -> None:
     assert "-8.95 ± 0.07" in published and "157.36 ± 0.03" in published
     assert "| TAN " in md and "| FFJORD " in md and "| Real NVP " in md
     assert "2.29×" in md and "4.57×" in md and "L2_H40" in md
+    paper = next(line for line in lines if line.startswith("| Paper's config"))
+    assert "L2_H40" in paper and "L2_H20" in paper and "L2_H5 (outside the stated grid)" in paper
     assert "ddof=0" in md and "REDUCED" in md and "archive not found" in md
     grid = md[md.index("## Grid search") :]
     assert "| L1_H10   | 0.40 " in grid and "| L2_H40   | **0.50** " in grid
