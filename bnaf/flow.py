@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnaf.logjac import log_matvec, tanh_derivative, tanh_log_derivative
+from bnaf.logjac import log_matvec, masked_weights, tanh_derivative, tanh_log_derivative
 
 if TYPE_CHECKING:
     from bnaf.sampling import Samples
@@ -71,12 +71,6 @@ class MaskedBlockLinear(nn.Module):
         col = torch.arange(in_features) // in_factor  # block column of each input unit
         self.register_buffer("mask_d", row[:, None] == col[None, :], persistent=False)
         self.register_buffer("mask_o", row[:, None] > col[None, :], persistent=False)
-        # Flat indices of the diagonal blocks, laid out as (d, a, b).
-        i = torch.arange(dim)[:, None, None]
-        p = torch.arange(out_factor)[None, :, None]
-        q = torch.arange(in_factor)[None, None, :]
-        diag_index = (i * out_factor + p) * in_features + i * in_factor + q
-        self.register_buffer("diag_index", diag_index, persistent=False)
 
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.log_scale = nn.Parameter(torch.empty(out_features, 1))  # s in Appendix C
@@ -107,14 +101,11 @@ class MaskedBlockLinear(nn.Module):
     def weights(self) -> tuple[Tensor, Tensor]:
         r"""The weight ``W`` (Eq. 8 with weight normalisation) and ``log`` of its diagonal
         blocks, shape ``(d, a, b)``."""
-        v = torch.where(self.mask_d, self.weight.exp(), self.weight * self.mask_o)
-        # log of each row's factor exp(s_i) / ||v_i||
-        log_row = self.log_scale - 0.5 * torch.log(v.square().sum(-1, keepdim=True))
-        w = v * log_row.exp()
-        # log w_ij = s_i + B_ij - 0.5 log ||v_i||^2 on the diagonal blocks, computed without
-        # ever taking the log of w itself, and only there.
-        log_diag = self.weight.flatten()[self.diag_index] + log_row.view(self.dim, -1, 1)
-        return w, log_diag
+        # log w_ij = s_i + B_ij - log ||v_i|| on the diagonal blocks, computed without ever
+        # taking the log of w itself (bnaf.logjac.masked_weights: one autograd node)
+        weight = self.weight if self.weight.is_contiguous() else self.weight.contiguous()
+        shape = (self.dim, self.out_factor, self.in_factor)
+        return masked_weights(weight, self.log_scale, self.mask_o, shape)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         w, log_diag = self.weights()
@@ -257,8 +248,8 @@ class BlockFlow(nn.Module):
         if self.residual == "gated":
             alpha = torch.sigmoid(self.gate)
             # log(alpha e^g + 1 - alpha) = softplus(g + gate) - softplus(gate)
-            log_det = F.softplus(log_g + self.gate) - F.softplus(self.gate)
-            return alpha * y + (1.0 - alpha) * x, log_det.sum(-1)
+            log_det = F.softplus(log_g + self.gate).sum(-1) - self.dim * F.softplus(self.gate)
+            return torch.lerp(x, y, alpha), log_det  # alpha y + (1 - alpha) x
         return y, log_g.sum(-1)
 
     def extra_repr(self) -> str:
@@ -281,8 +272,11 @@ class Permutation(nn.Module):
     def random(cls, dim: int, generator: torch.Generator) -> Permutation:
         return cls(torch.randperm(dim, generator=generator))
 
+    def permute(self, x: Tensor) -> Tensor:
+        return torch.index_select(x, 1, self.perm)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.index_select(x, 1, self.perm), x.new_zeros(x.shape[0])
+        return self.permute(x), x.new_zeros(x.shape[0])
 
     def inverse(self, z: Tensor) -> Tensor:
         return z[:, self.inverse_perm]
@@ -363,8 +357,11 @@ class BNAF(nn.Module):
         r"""Map data ``x`` (batch, d) to ``z`` and ``log|det J(x)|`` (batch,) (Eq. 9)."""
         log_det = x.new_zeros(x.shape[0])
         for t in self.transforms:
-            x, ladj = t(x)
-            log_det = log_det + ladj
+            if isinstance(t, Permutation):  # log|det| = 0: skip the addition
+                x = t.permute(x)
+            else:
+                x, ladj = t(x)
+                log_det = log_det + ladj
         return x, log_det
 
     def log_prob(self, x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["log_matvec", "tanh_derivative", "tanh_log_derivative"]
+__all__ = ["log_matvec", "masked_weights", "tanh_derivative", "tanh_log_derivative"]
 
 _LOG2 = math.log(2.0)
 
@@ -119,15 +119,15 @@ class _TanhLogDerivative(torch.autograd.Function):
 
 
 class _TanhDerivative(torch.autograd.Function):
-    r"""``(tanh x, tanh'(x))`` as one autograd node, with ``tanh'(x) = 4 e / (1 + e)^2`` for
-    ``e = exp(-2|x|)`` (no cancellation, unlike ``1 - tanh^2``); ``d tanh' / dx = -2 y y'``."""
+    r"""``(tanh x, tanh'(x))`` as one autograd node, from ``s = sigmoid(-2|x|)`` in (0, 1/2]:
+    ``tanh x = sign(x) (1 - 2 s)`` and ``tanh'(x) = 4 s (1 - s)`` (no cancellation, unlike
+    ``1 - tanh^2``); ``d tanh' / dx = -2 y y'``."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        e = torch.exp(x.abs() * -2.0)
-        one_e = 1.0 + e
-        y = torch.copysign((1.0 - e) / one_e, x)
-        d = e.mul_(4.0).div_(one_e.square_())
+        s = torch.sigmoid(x.abs().mul_(-2.0))
+        y = torch.copysign(s.mul(-2.0).add_(1.0), x)
+        d = (1.0 - s).mul_(s).mul_(4.0)
         ctx.save_for_backward(y, d)
         return y, d
 
@@ -135,6 +135,51 @@ class _TanhDerivative(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor, grad_d: Tensor) -> Tensor:  # type: ignore[override]
         y, d = ctx.saved_tensors
         return d * (grad_y - 2.0 * y * grad_d)
+
+
+class _MaskedWeights(torch.autograd.Function):
+    r"""Weight-normalised masked weight and the log of its diagonal blocks (Eq. 8, App. C):
+    ``v = exp(B)`` on the diagonal blocks, ``B`` below, 0 above; ``w = exp(s) v / ||v||``
+    row-wise; ``log w`` on the diagonal blocks ``= B + s - log ||v||``. One node; the
+    exponential is taken on the diagonal blocks only, reached through a strided view."""
+
+    @staticmethod
+    def forward(ctx, weight, log_scale, mask_o, shape):  # type: ignore[override]
+        d, a, b = shape
+        stride = (a * weight.shape[1] + b, weight.shape[1], 1)
+        v = weight * mask_o
+        v.as_strided((d, a, b), stride).copy_(weight.as_strided((d, a, b), stride).exp())
+        log_norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True).log_()
+        log_row = log_scale - log_norm  # (out, 1): log of exp(s) / ||v||
+        scale = log_row.exp()
+        w = v * scale
+        log_diag = weight.as_strided((d, a, b), stride) + log_row.view(d, a, 1)
+        ctx.save_for_backward(v, w, scale, log_norm, mask_o)
+        ctx.shape, ctx.stride = (d, a, b), stride
+        return w, log_diag
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_w, grad_diag):  # type: ignore[override]
+        v, w, scale, log_norm, mask_o = ctx.saved_tensors
+        shape, stride = ctx.shape, ctx.stride
+        # d / d log_row: through w = v exp(log_row) and through log_diag
+        grad_row = (grad_w * w).sum(-1, keepdim=True)
+        grad_row += grad_diag.sum(-1).reshape(-1, 1)
+        # d / dv: direct, and through log ||v|| (d log||v|| / dv = v / ||v||^2)
+        grad_v = grad_w * scale - v * (grad_row * torch.exp(-2.0 * log_norm))
+        grad_weight = grad_v * mask_o
+        diag = grad_weight.as_strided(shape, stride)
+        diag.copy_(grad_v.as_strided(shape, stride) * v.as_strided(shape, stride) + grad_diag)
+        return grad_weight, grad_row, None, None
+
+
+def masked_weights(
+    weight: Tensor, log_scale: Tensor, mask_o: Tensor, shape: tuple[int, int, int]
+) -> tuple[Tensor, Tensor]:
+    r"""``(W, log diagonal blocks (d, a, b))`` of a masked block layer; ``mask_o`` marks the
+    blocks below the diagonal, ``shape = (d, a, b)``."""
+    return _MaskedWeights.apply(weight, log_scale, mask_o, shape)
 
 
 def tanh_log_derivative(x: Tensor) -> tuple[Tensor, Tensor]:
