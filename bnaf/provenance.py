@@ -37,6 +37,8 @@ class StageTime:
     jobs: int
     wall_s: float  # summed over the rule's jobs: its compute in job-seconds
     longest_s: float
+    first_start: float  # epoch seconds: with last_end, the span of the whole run
+    last_end: float
 
 
 def _decode(relative: Path) -> str | None:
@@ -79,6 +81,8 @@ def stage_times(workdir: str | Path = ".") -> list[StageTime]:
             len(spans),
             sum(e - s for s, e in spans.values()),
             max(e - s for s, e in spans.values()),
+            min(s for s, _ in spans.values()),
+            max(e for _, e in spans.values()),
         )
         for rule, spans in sorted(jobs.items())
     ]

@@ -83,16 +83,19 @@ def _how_run(params: ReportParams, parts: dict[str, dict[str, Any]], workdir: Pa
     from bnaf.runtime import environment_info
 
     env = environment_info()
-    label = (
-        "REDUCED (quick budget: far fewer epochs/steps than the paper)"
-        if params.reduced
-        else ("the paper's budget")
-    )
+    label = "REDUCED: far fewer epochs/steps than the paper" if params.reduced else "the paper's"
+    budgets = [
+        f"{name} `{data.get('budget', '?')}`"
+        + (" (REDUCED)" if data.get("reduced") else "")
+        + ("" if data.get("budget") in (None, params.budget) else " — NOT this report's budget")
+        for name, data in parts.items()
+    ]
     devices = sorted(set().union(*(devices_in(p) for p in parts.values())) or {"not recorded"})
     out = [
         "## How this was run",
         "",
         f"- **Budget:** `{params.budget}` — {label}.",
+        f"- **Budget each part was built with:** {', '.join(budgets) or 'no part ran'}.",
         f"- **Devices used by the runs:** {', '.join(devices)}.",
         f"- **This machine:** {env['platform']}, {env['processor']}, {env['cpu_count']} CPUs"
         + (f", GPU {env['gpu']}" if env.get("gpu") else "")
@@ -110,7 +113,12 @@ def _how_run(params: ReportParams, parts: dict[str, dict[str, Any]], workdir: Pa
             tabulate(rows, ["rule", "jobs", "summed wall time (s)", "longest job (s)"], "github")
         )
         total = sum(t.wall_s for t in times)
-        out += ["", f"Total compute: {total:.1f} job-seconds ({total / 3600:.2f} job-hours)."]
+        span = max(t.last_end for t in times) - min(t.first_start for t in times)
+        out += [
+            "",
+            f"Total compute: {total:.1f} job-seconds ({total / 3600:.2f} job-hours); "
+            f"first job start to last job end: {span / 60:.1f} min.",
+        ]
     else:
         out.append("No Snakemake job records found (.snakemake/metadata): stage times unknown.")
     versions = {k: env[k] for k in ("python", "torch", "numpy")} | library_versions()

@@ -183,3 +183,12 @@ def test_stage_times_come_from_snakemake_records_of_existing_files(tmp_path: Pat
     times = {t.rule: t for t in stage_times(tmp_path)}
     assert (times["toy"].jobs, times["toy"].wall_s, times["toy"].longest_s) == (2, 40.0, 30.0)
     assert (times["toy_table"].jobs, times["toy_table"].wall_s) == (1, 1.5)
+
+
+def test_a_part_built_with_another_budget_is_flagged(tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    _write(work, "table1", {**TABLE1, "budget": "paper", "reduced": False})
+    _write(work, "table2", {**TABLE2, "budget": "quick", "reduced": True})
+    md, _ = build(_params(work), work, work / "reports")
+    assert "table1 `paper` — NOT this report's budget" in md
+    assert "table2 `quick` (REDUCED)," in md or md.count("table2 `quick` (REDUCED)") == 1
