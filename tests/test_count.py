@@ -170,3 +170,11 @@ def test_report_names_the_config_behind_each_published_ratio(dataset: str) -> No
     assert report["published_ratio_config"] == {"layers": layers, "hidden_factor": k}
     assert report["ratios_published"]["5"] == r5
     assert any("MINIBOONE" in d for d in report["differences"]) == (dataset == "miniboone")
+
+
+def test_naf_doctests() -> None:
+    import doctest
+
+    import bnaf.naf
+
+    assert doctest.testmod(bnaf.naf).failed == 0
