@@ -55,8 +55,8 @@ def stage_times(workdir: str | Path = ".") -> list[StageTime]:
     workdir = Path(workdir)
     folder = workdir / ".snakemake" / "metadata"
     # rule -> job -> (start, end); a job writes several files, each with its own record whose
-    # start differs by microseconds: one job is one (job_hash, end) pair.
-    jobs: dict[str, dict[tuple[Any, float], tuple[float, float]]] = {}
+    # start and end differ by milliseconds: the files of one job share its job_hash.
+    jobs: dict[str, dict[Any, tuple[float, float]]] = {}
     if not folder.is_dir():
         return []
     for record in folder.rglob("*"):
@@ -71,7 +71,7 @@ def stage_times(workdir: str | Path = ".") -> list[StageTime]:
             continue
         start, end, rule = meta.get("starttime"), meta.get("endtime"), meta.get("rule")
         if isinstance(start, int | float) and isinstance(end, int | float) and rule:
-            key = (meta.get("job_hash", round(float(start))), float(end))
+            key = meta.get("job_hash") or (round(float(start)), round(float(end)))
             spans = jobs.setdefault(rule, {})
             s0, e0 = spans.get(key, (float(start), float(end)))
             spans[key] = (min(s0, float(start)), max(e0, float(end)))
