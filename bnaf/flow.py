@@ -33,6 +33,7 @@ __all__ = [
     "ACTIVATIONS",
     "BNAF",
     "BlockFlow",
+    "build_stack",
     "LeakyReLU",
     "MaskedBlockLinear",
     "Permutation",
@@ -282,6 +283,42 @@ class Permutation(nn.Module):
         return z[:, self.inverse_perm]
 
 
+def build_stack(
+    flow_class: type[BlockFlow],
+    dim: int,
+    flows: int,
+    layers: int,
+    hidden_factor: int,
+    residual: Residual,
+    activation: str,
+    permutation: Literal["flip", "random"],
+    init: Init,
+    final_residual: bool,
+    seed: int,
+) -> nn.ModuleList:
+    r"""``flows`` flows of type ``flow_class`` with a permutation between consecutive ones.
+
+    As in the authors' ``create_model``, every flow but the last carries ``residual``; the
+    last has none unless ``final_residual``. Shared by :class:`BNAF` and the amortised
+    posterior of the VAE experiments (Section 5.4).
+    """
+    if permutation not in ("flip", "random"):
+        raise ValueError(f"unknown permutation {permutation!r}; expected flip or random")
+    generator = torch.Generator().manual_seed(seed)
+    transforms: list[nn.Module] = []
+    for f in range(flows):
+        last = f == flows - 1
+        res = residual if (not last or final_residual) else "none"
+        transforms.append(flow_class(dim, layers, hidden_factor, res, activation, init))
+        if not last:
+            transforms.append(
+                Permutation.flip(dim)
+                if permutation == "flip"
+                else Permutation.random(dim, generator)
+            )
+    return nn.ModuleList(transforms)
+
+
 class BNAF(nn.Module):
     r"""A stack of B-NAF flows with permutations between them and a standard-normal base.
 
@@ -323,8 +360,6 @@ class BNAF(nn.Module):
         seed: int = 0,
     ):
         super().__init__()
-        if permutation not in ("flip", "random"):
-            raise ValueError(f"unknown permutation {permutation!r}; expected flip or random")
         #: constructor arguments, so a saved model describes itself (see :func:`save_flow`).
         self.config = dict(
             dim=dim,
@@ -338,20 +373,8 @@ class BNAF(nn.Module):
             final_residual=final_residual,
             seed=seed,
         )
-        generator = torch.Generator().manual_seed(seed)
-        transforms: list[nn.Module] = []
-        for f in range(flows):
-            last = f == flows - 1
-            res = residual if (not last or final_residual) else "none"
-            transforms.append(BlockFlow(dim, layers, hidden_factor, res, activation, init))
-            if not last:
-                transforms.append(
-                    Permutation.flip(dim)
-                    if permutation == "flip"
-                    else Permutation.random(dim, generator)
-                )
         self.dim = dim
-        self.transforms = nn.ModuleList(transforms)
+        self.transforms = build_stack(BlockFlow, **self.config)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""Map data ``x`` (batch, d) to ``z`` and ``log|det J(x)|`` (batch,) (Eq. 9)."""

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnaf.flow import ACTIVATIONS, BlockFlow, Init, Permutation, Residual, log_matvec
+from bnaf.flow import ACTIVATIONS, BlockFlow, Init, Residual, build_stack, log_matvec
 
 __all__ = ["AmortisedBNAF", "AmortisedBlockFlow"]
 
@@ -116,8 +116,6 @@ class AmortisedBNAF(nn.Module):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}")
-        if permutation not in ("flip", "random"):
-            raise ValueError(f"unknown permutation {permutation!r}; expected flip or random")
         self.config = dict(
             dim=dim,
             flows=flows,
@@ -130,24 +128,10 @@ class AmortisedBNAF(nn.Module):
             final_residual=final_residual,
             seed=seed,
         )
-        generator = torch.Generator().manual_seed(seed)
-        transforms: list[nn.Module] = []
-        for f in range(flows):
-            last = f == flows - 1
-            res = residual if (not last or final_residual) else "none"
-            transforms.append(
-                AmortisedBlockFlow(dim, layers, hidden_factor, res, activation, init)
-            )
-            if not last:
-                transforms.append(
-                    Permutation.flip(dim)
-                    if permutation == "flip"
-                    else Permutation.random(dim, generator)
-                )
         self.dim = dim
-        self.transforms = nn.ModuleList(transforms)
+        self.transforms = build_stack(AmortisedBlockFlow, **self.config)
         self.n_amortised = sum(
-            t.n_amortised for t in transforms if isinstance(t, AmortisedBlockFlow)
+            t.n_amortised for t in self.transforms if isinstance(t, AmortisedBlockFlow)
         )
 
     def forward(self, z: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
