@@ -1,12 +1,9 @@
 r"""Evaluation of the toy models (Sections 5.1-5.2): densities on a grid, KL, mass coverage.
 
 The energy-matching models are samplers ``x = f(y)``, ``y ~ N(0, I)``; drawing ``q`` on a grid
-needs ``f^{-1}``. For a one-flow 2-D B-NAF (the paper's setting) ``x1 = f1(y1)`` and
-``x2 = f2(y1, y2)`` are increasing in their last argument (Section 3), so we find ``y1`` by
-bisection per grid column and ``y2`` by monotone interpolation of ``f2(y1, .)`` on a fine
-``y2`` grid, then evaluate ``log q = log N(y) - log|det J_f(y)|`` exactly at that ``y``.
-Points outside the range of ``f`` (bounded: the flow ends in an affine map of ``tanh`` units)
-get ``log q = -inf``.
+needs ``f^{-1}``, which :mod:`bnaf.inverse` computes dimension by dimension (each ``x_i`` is
+increasing in ``y_i`` given ``y_<i``, Section 3). Points outside the range of ``f`` (bounded:
+the flow ends in an affine map of ``tanh`` units) get ``log q = -inf``.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from torch import Tensor
 
 from bnaf.errors import BnafError
 from bnaf.flow import BNAF
+from bnaf.inverse import invert
 
 __all__ = ["batched", "bnaf_sampler_log_prob_grid", "coverage", "mean_se"]
 
@@ -38,48 +36,25 @@ def batched(fn, x: Tensor, size: int = 65536) -> Tensor:
 
 
 @torch.no_grad()
-def bnaf_sampler_log_prob_grid(
-    model: BNAF, centres: np.ndarray, y_limit: float = 8.0, y_points: int = 2001
-) -> np.ndarray:
-    r"""``log q`` of the sampler ``x = model(y)`` at the grid ``centres x centres``, ``[i, j]``
-    = at ``(centres[i], centres[j])``. Needs ``dim == 2`` and ``flows == 1``."""
-    if model.dim != 2 or len(model.transforms) != 1:
-        raise BnafError("the grid density of a B-NAF sampler needs dim=2 and flows=1")
+def bnaf_sampler_log_prob_grid(model: BNAF, centres: np.ndarray) -> np.ndarray:
+    r"""``log q`` of the sampler ``x = model(y)``, ``y ~ N(0, I)``, at the grid
+    ``centres x centres``; ``[i, j]`` is at ``(centres[i], centres[j])``.
+
+    ``y = f^{-1}(x)`` comes from the general inverse (:func:`bnaf.inverse.invert`), then
+    ``log q(x) = log N(y) - log|det J_f(y)|`` is evaluated exactly at that ``y``; points
+    outside the (bounded) range of ``f`` get ``-inf``.
+    """
+    if model.dim != 2:
+        raise BnafError("the grid density of a B-NAF sampler needs dim=2")
     dtype = next(model.parameters()).dtype
     c = torch.as_tensor(centres, dtype=dtype)
-    n = len(c)
-
-    def f(y: Tensor) -> Tensor:
-        return batched(lambda t: model(t)[0], y)
-
-    # y1 per column: bisection on x1 = f1(y1) (independent of y2).
-    lo, hi = torch.full((n,), -y_limit, dtype=dtype), torch.full((n,), y_limit, dtype=dtype)
-    x1_lo = f(torch.stack([lo, torch.zeros_like(lo)], 1))[:, 0]
-    x1_hi = f(torch.stack([hi, torch.zeros_like(hi)], 1))[:, 0]
-    col_ok = (c > x1_lo) & (c < x1_hi)
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        above = f(torch.stack([mid, torch.zeros_like(mid)], 1))[:, 0] > c
-        hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-    y1 = 0.5 * (lo + hi)
-    # y2 per point: x2 = f2(y1, t) on a fine t grid, inverted by interpolation.
-    t = torch.linspace(-y_limit, y_limit, y_points, dtype=dtype)
-    pts = torch.stack([y1[:, None].expand(n, y_points), t[None].expand(n, y_points)], -1)
-    x2 = f(pts.reshape(-1, 2))[:, 1].reshape(n, y_points).numpy()
-    y2 = np.empty((n, n))
-    inside = np.zeros((n, n), dtype=bool)
-    for i in range(n):
-        # f2 is increasing in y2; np.maximum.accumulate guards against round-off ties.
-        xs = np.maximum.accumulate(x2[i])
-        y2[i] = np.interp(centres, xs, t.numpy())
-        inside[i] = col_ok[i].item() & (centres > xs[0]) & (centres < xs[-1])
-    y = torch.stack([y1[:, None].expand(n, n), torch.as_tensor(y2, dtype=dtype)], -1)
-    y = y.reshape(-1, 2)
+    x = torch.cartesian_prod(c, c)
+    result = invert(model, x)
+    y = torch.where(result.inside[:, None], result.x, torch.zeros_like(result.x))
     log_det = batched(lambda v: model(v)[1], y)
     log_q = -0.5 * (y.square().sum(-1) + 2 * _LOG_2PI) - log_det
-    out = log_q.reshape(n, n).numpy().copy()
-    out[~inside] = -np.inf
-    return out
+    log_q = torch.where(result.inside, log_q, torch.full_like(log_q, -math.inf))
+    return log_q.reshape(len(c), len(c)).numpy().copy()
 
 
 def coverage(log_p: np.ndarray, log_q: np.ndarray, level: float = 0.99) -> float:
