@@ -5,8 +5,10 @@
 import json
 
 
+# download runs on the submitting host: compute nodes of a cluster often have no network.
 localrules:
     data,
+    download,
 
 
 checkpoint download:

@@ -44,7 +44,7 @@ rule normalisation:
         runtime=NORM["resources"]["runtime"],
         gpu=NORM["resources"]["gpu"],
     shell:
-        "{PY} normalisation --params {PARAMS}/normalisation.yaml --toy-models {input.toy}"
+        "{PY_GPU} normalisation --params {PARAMS}/normalisation.yaml --toy-models {input.toy}"
         " --toy-targets {params.toy} --uci-models {input.uci} --uci-datasets {params.uci}"
         " --status {input.status} --md {output.md} --json {output.json} > {log} 2>&1"
 
