@@ -87,22 +87,27 @@ def _std_normal_log_prob(y: torch.Tensor) -> torch.Tensor:
     return -0.5 * (y.square().sum(-1) + y.shape[1] * _LOG_2PI)
 
 
+def _bnaf(cfg, seed: int) -> BNAF:
+    r"""The 2-D B-NAF of a toy experiment's ``bnaf`` params section."""
+    return BNAF(
+        2,
+        cfg.flows,
+        cfg.layers,
+        cfg.hidden_factor,
+        cfg.residual,
+        cfg.activation,
+        init=cfg.init,
+        seed=seed,
+    )
+
+
 def _density(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
     exp = params.density
     rng_train = np.random.default_rng([params.seed, 0])
     rng_test = np.random.default_rng([params.seed, 1])
     if model_name == "bnaf":
         cfg = exp.bnaf
-        model = BNAF(
-            2,
-            cfg.flows,
-            cfg.layers,
-            cfg.hidden_factor,
-            cfg.residual,
-            cfg.activation,
-            init=cfg.init,
-            seed=params.seed,
-        )
+        model = _bnaf(cfg, params.seed)
         opt = cfg.optimiser
     else:
         cfg = exp.glow
@@ -152,16 +157,7 @@ def _energy(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
     gen = torch.Generator().manual_seed(params.seed + 1)
     if model_name == "bnaf":
         cfg = exp.bnaf
-        model = BNAF(
-            2,
-            cfg.flows,
-            cfg.layers,
-            cfg.hidden_factor,
-            cfg.residual,
-            cfg.activation,
-            init=cfg.init,
-            seed=params.seed,
-        )
+        model = _bnaf(cfg, params.seed)
 
         def sample(n: int, g: torch.Generator | None, dtype=torch.float32):
             y = torch.randn(n, 2, generator=g, dtype=dtype)
