@@ -209,7 +209,7 @@ class BlockFlow(nn.Module):
         log_g = log_g.squeeze(-1).unsqueeze(0)  # (1, d, a): the same for every sample
         for act, linear in zip(self.activations, self.linears[1:]):
             h, log_act = act(h)
-            log_g = log_g + log_act.view(h.shape[0], self.dim, -1)
+            log_g = log_g + log_act.view(h.shape[0], self.dim, h.shape[1] // self.dim)
             h, log_w = linear(h)
             log_g = log_matvec(log_w, log_g)
         return h, log_g.squeeze(-1)
@@ -227,7 +227,7 @@ class BlockFlow(nn.Module):
         g: Tensor | None = None  # (n, d, q); None stands for all ones
         for act, linear in zip(self.activations, self.linears[1:]):
             h, d_act = act.with_derivative(h)
-            d_act = d_act.view(n, d, -1)
+            d_act = d_act.view(n, d, h.shape[1] // d)
             g = d_act if g is None else g * d_act
             h, log_w = linear(h)
             log_b = log_w + shift.unsqueeze(1)  # (d, p, q)

@@ -401,3 +401,13 @@ def test_fused_weights_match_plain_autograd(dim: int, b: int, a: int) -> None:
     refs = torch.autograd.grad((w_ref * gw).sum() + (log_diag_ref * gd).sum(), (weight, s))
     for g, r in zip(grads, refs):
         torch.testing.assert_close(g, r)
+
+
+@pytest.mark.parametrize("residual", ["none", "normal", "gated"])
+@pytest.mark.parametrize("activation", ["tanh", "leakyrelu"])
+def test_empty_batch(residual: str, activation: str) -> None:
+    # A batch with no rows (e.g. every point rejected by a mask) maps to empty outputs.
+    model = BNAF(3, flows=2, layers=2, hidden_factor=2, residual=residual, activation=activation)
+    z, log_det = model(torch.zeros(0, 3))
+    assert z.shape == (0, 3) and log_det.shape == (0,)
+    assert model.log_prob(torch.zeros(0, 3)).shape == (0,)
