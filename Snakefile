@@ -1,41 +1,25 @@
-# B-NAF reproduction: download -> prepare -> train (grid x 3 seeds) -> select -> evaluate ->
-# tables, figures, report. Every rule calls `python -m bnaf <stage>`; no logic lives here.
-#
-# Budget: a folder of params files, `params/quick` (default) or `params/paper`:
-#   snakemake --cores 8 --config params=params/paper
-# Default target: the whole report, reports/report.md (`rule all` below).
+# B-NAF reproduction: download -> prepare -> train (grid x seeds) -> select -> tables, figures,
+# report. Every rule calls `python -m bnaf <family> <stage>` (README, "Stages"); the runs come
+# from bnaf.<family>.runs and each part's params are loaded by its strict loader when its rule
+# file is read, so `snakemake -n` fails on a bad value. Budget: --config params=params/paper.
 import glob
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
-
 PARAMS = config.get("params", "params/quick")
 
-
-# One params file per experiment family; each holds one top-level key named like the file.
-for _params_file in sorted(glob.glob(f"{PARAMS}/*.yaml")):
+for _params_file in sorted(glob.glob(f"{PARAMS}/*.yaml")):  # one file per part present
     configfile: _params_file
-
-
-# Fails at start with a message naming the bad key (the strict loaders in bnaf/ catch the rest).
-validate(config, schema="workflow/schemas/config.schema.yaml")
+validate(config, schema="workflow/schemas/config.schema.yaml")  # generated: python -m bnaf schema
 
 
 include: "workflow/rules/common.smk"
 
-
-localrules:
-    all,
-
-
-rule all:
+rule all:  # the default target: the whole report
     input:
         "reports/report.md",
-    default_target: True
 
 
-for _rules in sorted(glob.glob(f"{workflow.basedir}/workflow/rules/*.smk")):
-    if not _rules.endswith("common.smk"):
-
-        include: _rules
+for _rules in sorted(glob.glob(f"{workflow.basedir}/workflow/rules/[!c]*.smk")):
+    include: _rules

@@ -5,7 +5,7 @@ published numbers): each masked layer materialises its full masked weight, gathe
 diagonal blocks with a boolean mask, and chains the log-Jacobian blocks with a 4-D broadcast
 ``logsumexp`` over a ``(batch, d, a, b, c)`` tensor after repeating the weight blocks over the
 batch; ``tanh`` carries its log-derivative; a gated residual closes every flow but the last.
-This is a benchmark reference only: the library's flow is :mod:`bnaf.flow`.
+This is a benchmark reference only: the library's flow is :mod:`bnaf.flows.layers`.
 """
 
 from __future__ import annotations

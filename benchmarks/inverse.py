@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from bnaf.flow import BNAF, load_flow
-from bnaf.inverse import invert
-from bnaf.runtime import environment_info, resolve_device
+from bnaf.core.runtime import environment_info, resolve_device
+from bnaf.flows import BNAF, load_flow
+from bnaf.flows.inverse import invert
 
 __all__ = ["main"]
 

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_reference import AuthorsBNAF  # noqa: E402
 
-from bnaf.flow import BNAF, BlockFlow  # noqa: E402
+from bnaf.flows import BNAF, BlockFlow  # noqa: E402
 
 #: name -> (d, flows, L, k): POWER-, MINIBOONE- and BSDS300-like models (H = k d).
 CONFIGS = {
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     print(_table(result))
     if args.json:
-        from bnaf.io import atomic_write_json
+        from bnaf.core.io import atomic_write_json
 
         atomic_write_json(args.json, result)
     return 0

@@ -1,14 +1,14 @@
 r"""Block Neural Autoregressive Flow (De Cao, Titov and Aziz, UAI 2019): a reference
 reproduction."""
 
-from bnaf.count import count_parameters
-from bnaf.flow import (
+from bnaf.flows import (
     BNAF,
     BlockFlow,
     LeakyReLU,
     MaskedBlockLinear,
     Permutation,
     Tanh,
+    count_parameters,
     load_flow,
     save_flow,
 )

@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from bnaf.count import bnaf_counts, count_parameters, count_report
-from bnaf.errors import BnafError
-from bnaf.flow import BNAF
-from bnaf.naf import NAFDDSF, naf_for_dataset
+from bnaf.core.errors import BnafError
+from bnaf.flows import BNAF
+from bnaf.flows.count import bnaf_counts, count_parameters
+from bnaf.flows.naf import NAFDDSF, naf_for_dataset
+from bnaf.uci.count import count_report
 
 # The NAF-DDSF sizes (5 flows, 10 flows) in the B-NAF authors' density_estimation.py
 # (NAF_PARAMS), typed in from there: independent of our code.
@@ -113,7 +114,10 @@ def test_unknown_dataset_is_a_clear_error() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bnaf", "count", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bnaf", "uci", "count", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -175,6 +179,6 @@ def test_report_names_the_config_behind_each_published_ratio(dataset: str) -> No
 def test_naf_doctests() -> None:
     import doctest
 
-    import bnaf.naf
+    import bnaf.flows.naf
 
-    assert doctest.testmod(bnaf.naf).failed == 0
+    assert doctest.testmod(bnaf.flows.naf).failed == 0

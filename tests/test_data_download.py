@@ -13,13 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from uci_fixture import write_fixture_archive
 
 from bnaf.cli import main
-from bnaf.data.download import ChecksumError, DatasetSpec, DataUnavailable, RemoteFile, fetch
+from bnaf.core.errors import BnafError
+from bnaf.data.fetch import ChecksumError, DatasetSpec, DataUnavailable, RemoteFile, fetch
 from bnaf.data.registry import get, names
 from bnaf.data.uci import MAF_ARCHIVE, MAF_MD5
-from bnaf.data.uci_fixture import write_fixture_archive
-from bnaf.errors import BnafError
 
 ROWS = {"power": 300, "gas": 200, "hepmass": 200, "miniboone": 120, "bsds300": 60}
 
@@ -174,7 +174,7 @@ def test_missing_member(server, archive, tmp_path):
 def test_unknown_dataset_lists_the_known_ones(capsys):
     with pytest.raises(BnafError, match="known datasets: .*bsds300.*power"):
         get("powr")
-    assert main(["download", "powr", "--raw-dir", "x"]) == 2
+    assert main(["data", "download", "powr", "--raw-dir", "x"]) == 2
     assert "unknown dataset 'powr'" in capsys.readouterr().err
     assert {"power", "gas", "hepmass", "miniboone", "bsds300"} <= set(names("uci"))
 
@@ -216,12 +216,26 @@ def test_status_mode_and_mirror(archive, tmp_path, monkeypatch):
         ),
     )
     status = tmp_path / "power.status.json"
-    assert main(["download", "power", "--params", str(params), "--status", str(status)]) == 0
+    assert (
+        main(["data", "download", "power", "--params", str(params), "--status", str(status)]) == 0
+    )
     info = json.loads(status.read_text())
     assert info["available"] is False and "no copy of maf/data.tar.gz" in info["reason"]
     assert "put it at raw/maf/data.tar.gz" in info["how_to_supply"]
     assert (
-        main(["prepare", "power", "--raw-dir", "raw", "--out", "p.h5", "--status", str(status)])
+        main(
+            [
+                "data",
+                "prepare",
+                "power",
+                "--raw-dir",
+                "raw",
+                "--out",
+                "p.h5",
+                "--status",
+                str(status),
+            ]
+        )
         == 2
     )
     assert not Path("p.h5").exists()
@@ -230,7 +244,9 @@ def test_status_mode_and_mirror(archive, tmp_path, monkeypatch):
     mirror.mkdir()
     (mirror / "data.tar.gz").write_bytes(archive[0])
     monkeypatch.setenv("BNAF_MIRROR", str(mirror))
-    assert main(["download", "power", "--params", str(params), "--status", str(status)]) == 0
+    assert (
+        main(["data", "download", "power", "--params", str(params), "--status", str(status)]) == 0
+    )
     info = json.loads(status.read_text())
     assert info["available"] is True
     assert info["obtained_from"][MAF_ARCHIVE] == f"mirror:{mirror / 'data.tar.gz'}"

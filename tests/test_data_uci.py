@@ -12,14 +12,14 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from uci_fixture import write_fixture_files, write_legacy_pickle
 
+from bnaf.core.errors import BnafError
 from bnaf.data import uci
 from bnaf.data.legacy_pickle import read_dataframe_pickle, read_legacy_dataframe
+from bnaf.data.prepare import prepare
 from bnaf.data.registry import get
 from bnaf.data.store import read_attrs, read_prepared
-from bnaf.data.uci_fixture import write_fixture_files, write_legacy_pickle
-from bnaf.errors import BnafError
-from bnaf.prepare import prepare
 
 ROWS = {"power": 1000, "gas": 700, "hepmass": 600, "miniboone": 300, "bsds300": 90}
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

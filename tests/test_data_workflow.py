@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from uci_fixture import write_fixture_archive
 
 from bnaf.data.store import read_attrs, read_prepared
-from bnaf.data.uci_fixture import write_fixture_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["power", "gas", "hepmass", "miniboone", "bsds300"]

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from toy_tiny import tiny_toy_params
-
-from bnaf.data.uci_fixture import write_fixture_archive
+from uci_fixture import write_fixture_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bnaf.errors import BnafError
-from bnaf.gpu import acquire, gpu_slot, visible_gpus
+from bnaf.core.errors import BnafError
+from bnaf.core.gpu import acquire, gpu_slot, visible_gpus
 
 # The child prints its device, then holds the slot a while so the jobs overlap.
 CHILD = "import os, time; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); "

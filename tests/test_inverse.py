@@ -17,10 +17,10 @@ import pytest
 import torch
 from scipy import stats
 
-from bnaf.errors import BnafError
-from bnaf.flow import BNAF, BlockFlow
-from bnaf.inverse import invert, invert_flow, is_onto
-from bnaf.sampling import in_range, sample
+from bnaf.core.errors import BnafError
+from bnaf.flows import BNAF, BlockFlow
+from bnaf.flows.inverse import invert, invert_flow, is_onto
+from bnaf.flows.sampling import in_range, sample
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +41,16 @@ CASES = list(itertools.product(DIMS, ["none", "normal", "gated"], ["tanh", "leak
 def _model(d: int, residual: str, activation: str, depth: tuple) -> BNAF:
     flows, layers, k, final = depth
     torch.manual_seed(d)
-    return BNAF(d, flows, layers, k, residual, activation, final_residual=final, seed=d).double()
+    return BNAF(
+        d,
+        flows=flows,
+        layers=layers,
+        hidden_factor=k,
+        residual=residual,
+        activation=activation,
+        final_residual=final,
+        seed=d,
+    ).double()
 
 
 def _sigma_min(model: BNAF, x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +82,15 @@ def test_round_trips(d: int, residual: str, activation: str, depth: tuple) -> No
 @pytest.mark.parametrize("d", [2, 6])
 def test_onto_models_invert_all_of_rd(d: int) -> None:
     for residual, activation, final in [("gated", "tanh", True), ("none", "leakyrelu", False)]:
-        model = BNAF(d, 2, 1, 4, residual, activation, final_residual=final).double()
+        model = BNAF(
+            d,
+            flows=2,
+            layers=1,
+            hidden_factor=4,
+            residual=residual,
+            activation=activation,
+            final_residual=final,
+        ).double()
         assert all(is_onto(t) for t in model.transforms if isinstance(t, BlockFlow))
         z = 2 * torch.randn(200, d, dtype=torch.float64)
         x, inside = model.inverse(z, outside="mask")
@@ -99,7 +116,9 @@ def test_range_of_one_bounded_flow_matches_saturated_forward() -> None:
     # One flow without residual, d = 2: z_1 must lie between f_1(-inf) and f_1(+inf), and z_2
     # between the limits of f_2(x_1, .), which the flow's own forward gives at |x| = 1e4.
     torch.manual_seed(3)
-    model = BNAF(2, 1, 2, 5, "none", "tanh").double()
+    model = BNAF(
+        2, flows=1, layers=2, hidden_factor=5, residual="none", activation="tanh"
+    ).double()
     flow = model.transforms[0]
     lo1, hi1 = _conditional_limits(flow, torch.zeros(1, 2, dtype=torch.float64), 0)
     w1 = float(hi1 - lo1)
@@ -133,7 +152,9 @@ def test_range_of_one_bounded_flow_matches_saturated_forward() -> None:
 @pytest.mark.parametrize("d", [2, 6])
 def test_outside_points_flagged_inside_points_not(d: int) -> None:
     torch.manual_seed(0)
-    model = BNAF(d, 3, 1, 5, "gated", "tanh").double()  # last flow bounded
+    model = BNAF(
+        d, flows=3, layers=1, hidden_factor=5, residual="gated", activation="tanh"
+    ).double()  # last flow bounded
     with torch.no_grad():
         z_in, _ = model(2 * torch.randn(300, d, dtype=torch.float64))
     assert invert(model, z_in).inside.all()
@@ -169,7 +190,7 @@ def test_outside_points_flagged_inside_points_not(d: int) -> None:
 
 def test_float32_and_iteration_counts() -> None:
     torch.manual_seed(0)
-    model = BNAF(6, 5, 2, 40, "gated", "tanh")
+    model = BNAF(6, flows=5, layers=2, hidden_factor=40, residual="gated", activation="tanh")
     x = torch.randn(256, 6)
     with torch.no_grad():
         z, _ = model(x)
@@ -182,7 +203,7 @@ def test_float32_and_iteration_counts() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu() -> None:
-    model = BNAF(6, 3, 2, 8).double()
+    model = BNAF(6, flows=3, layers=2, hidden_factor=8).double()
     x = torch.randn(100, 6, dtype=torch.float64)
     with torch.no_grad():
         z, _ = model(x)
@@ -240,7 +261,7 @@ def test_samples_follow_the_grid_density() -> None:
 
 def test_sample_rejects_and_reports_when_range_is_tiny() -> None:
     torch.manual_seed(0)
-    model = BNAF(2, 1, 1, 2, "none").double()
+    model = BNAF(2, flows=1, layers=1, hidden_factor=2, residual="none").double()
     with torch.no_grad():  # shrink the range to a tiny box around a far point
         model.transforms[0].linears[-1].log_scale.fill_(-12.0)
         model.transforms[0].linears[-1].bias.fill_(6.0)

@@ -16,9 +16,9 @@ import yaml
 from scipy import stats
 
 from bnaf.cli import main
-from bnaf.flow import BNAF, save_flow
-from bnaf.normalisation import base_mass, grid_integral
-from bnaf.report import load_part
+from bnaf.flows import BNAF, save_flow
+from bnaf.report.normalisation import base_mass, grid_integral
+from bnaf.report.report import load_part
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def test_base_mass_of_a_1d_flow_is_the_normal_mass_of_its_saturated_interval() -
     # d = 1, no residual: the range is (f(-inf), f(+inf)) and its base mass is
     # Phi(f(+inf)) - Phi(f(-inf)); the limits come from the flow's own forward at |x| = 1e4.
     torch.manual_seed(2)
-    model = BNAF(1, 1, 2, 6, "none").double()
+    model = BNAF(1, flows=1, layers=2, hidden_factor=6, residual="none").double()
     with torch.no_grad():
         lo, hi = model(torch.tensor([[-1e4], [1e4]], dtype=torch.float64))[0][:, 0].tolist()
     exact = stats.norm.cdf(hi) - stats.norm.cdf(lo)
@@ -48,7 +48,7 @@ def test_base_mass_of_a_1d_flow_is_the_normal_mass_of_its_saturated_interval() -
 def test_grid_integral_matches_monte_carlo_mass_in_the_box() -> None:
     # A random 2-D flow without residual: its range holds well under all the base mass.
     torch.manual_seed(0)
-    model = BNAF(2, 1, 2, 5, "none").double()
+    model = BNAF(2, flows=1, layers=2, hidden_factor=5, residual="none").double()
     integral = grid_integral(model, 8.0, 0.02, 50_000)
     coarse = grid_integral(model, 8.0, 0.04, 50_000)
     n = 50_000
@@ -64,7 +64,7 @@ def test_grid_integral_matches_monte_carlo_mass_in_the_box() -> None:
 )
 def test_onto_options_integrate_to_one(options: dict) -> None:
     torch.manual_seed(1)
-    model = BNAF(2, 1, 1, 4, "gated", **options).double()
+    model = BNAF(2, flows=1, layers=1, hidden_factor=4, residual="gated", **options).double()
     n = 20_000
     mc = base_mass(model, n, seed=4, batch_size=20_000, box=10.0)
     assert mc["in_range"]["estimate"] == 1.0
@@ -88,7 +88,7 @@ def _tiny_params(path: Path) -> Path:
 def _fake_results(root: Path) -> tuple[Path, Path, Path]:
     torch.manual_seed(0)
     toy = root / "results/toy/density/8gaussians/bnaf/model.pt"
-    model = BNAF(2, 1, 2, 4)
+    model = BNAF(2, flows=1, layers=2, hidden_factor=4)
     save_flow(model, toy, objective="density", target="8gaussians")
     c = -4 + 0.1 * (np.arange(80) + 0.5)
     pts = torch.from_numpy(np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2))
@@ -96,8 +96,8 @@ def _fake_results(root: Path) -> tuple[Path, Path, Path]:
         log_p = model.double().log_prob(pts).numpy().reshape(80, 80)
     grid = toy.parent / "grid.npz"
     np.savez(grid, centres=c, log_density=log_p, target="8gaussians", model="bnaf")
-    uci = root / "results/uci/power/L1_H10/seed0/model.pt"
-    model = BNAF(6, 2, 1, 3)
+    uci = root / "results/uci/power/L1_H3/seed0/model.pt"
+    model = BNAF(6, flows=2, layers=1, hidden_factor=3)
     with torch.no_grad():  # widen the last flow's bounded range to hold some base mass
         model.transforms[-1].linears[-1].log_scale += 2.0
     save_flow(model, uci, dataset="power", seed=0)
@@ -121,7 +121,7 @@ def test_cli_writes_report_twin_and_names_what_did_not_run(tmp_path: Path) -> No
     twin = load_part(out)
     assert [t["dataset"] for t in twin["toy"]] == ["8gaussians"]
     assert [(u["dataset"], u["config"], u["seed"]) for u in twin["uci"]] == [
-        ("power", "L1_H10", 0)
+        ("power", "L1_H3", 0)
     ]
     assert {n["dataset"]: n["reason"] for n in twin["not_run"]} == {
         "checkerboard": "no trained model file was given (the training stage did not run)",
@@ -138,7 +138,7 @@ def test_cli_writes_report_twin_and_names_what_did_not_run(tmp_path: Path) -> No
     assert main([*bad, "--md", str(md), "--json", str(out)]) == 2
 
     png = tmp_path / "reports/samples.png"
-    argv = ["figure", "samples", "--params", str(params), "--models", str(toy)]
+    argv = ["samples", "--params", str(params), "--models", str(toy)]
     assert main([*argv, "--grids", str(grid), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

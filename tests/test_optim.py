@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bnaf.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
+from bnaf.core.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
 
 
 def _steps(amsgrad: bool, grads: list[float], lr: float = 0.1) -> list[float]:

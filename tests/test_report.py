@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bnaf.config import load
-from bnaf.errors import BnafError
-from bnaf.provenance import stage_times
-from bnaf.report import ReportParams, build, metrics
+from bnaf.core.config import load
+from bnaf.core.errors import BnafError
+from bnaf.report.provenance import stage_times
+from bnaf.report.report import ReportParams, build, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

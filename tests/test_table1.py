@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bnaf.cli import main
-from bnaf.errors import BnafError
-from bnaf.select import mean_std, select
-from bnaf.tables.table1 import assemble, render
+from bnaf.core.errors import BnafError
+from bnaf.uci.select import mean_std, select
+from bnaf.uci.table import assemble, render
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "params" / "quick" / "uci.yaml"
@@ -141,19 +141,19 @@ def test_cli_select_and_table(tmp_path: Path) -> None:
         path.write_text(json.dumps(m))
         files.append(str(path))
     sel = tmp_path / "selection.json"
-    assert main(["select", "--params", str(QUICK), "--dataset", "power", "--metrics", *files,
+    assert main(["uci", "select", "--params", str(QUICK), "--dataset", "power", "--metrics", *files,
                  "--out", str(sel)]) == 0  # fmt: skip
     status = tmp_path / "gas.status.json"
     status.write_text(json.dumps({"dataset": "gas", "available": False, "reason": "offline"}))
     out = {k: tmp_path / f"table1.{k}" for k in ("md", "json", "csv")}
-    args = ["table", "table1", "--params", str(QUICK), "--selections", str(sel), "--status",
+    args = ["uci", "table", "--params", str(QUICK), "--selections", str(sel), "--status",
             str(status)] + [a for k, p in out.items() for a in (f"--{k}", str(p))]  # fmt: skip
     assert main(args) == 0
     table = json.loads(out["json"].read_text())
     assert table["results"][0]["selected_config"] == "L2_H40"
     assert table["not_run"][0] == {"dataset": "gas", "reason": "offline"}
     assert table["differences"] and table["budget"] == "quick"
-    assert main(["select", "--params", str(QUICK), "--dataset", "power", "--metrics",
+    assert main(["uci", "select", "--params", str(QUICK), "--dataset", "power", "--metrics",
                  str(tmp_path / "nope.json"), "--out", str(sel)]) == 2  # fmt: skip
 
 
@@ -164,7 +164,7 @@ PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "bnaf-uai2019
 def test_published_numbers_match_the_paper_text() -> None:
     import re
 
-    from bnaf.published import DATASETS, TABLE1
+    from bnaf.uci.published import DATASETS, TABLE1
 
     lines = PAPER.read_text().replace("\u2212", "-").splitlines()
     for model in TABLE1:

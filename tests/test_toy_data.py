@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from bnaf.core.errors import BnafError
 from bnaf.data.toy import DATASETS, best_log_likelihood, log_density, sample2d
-from bnaf.energy import ENERGIES, confined_energy, energy, log_normaliser
-from bnaf.errors import BnafError
+from bnaf.toy.energy import ENERGIES, confined_energy, energy, log_normaliser
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from bnaf.flow import BNAF
-from bnaf.glow import Glow, load_glow, save_glow
-from bnaf.planar import PlanarFlow, load_planar, save_planar
-from bnaf.toy_eval import bnaf_sampler_log_prob_grid, coverage, mean_se
+from bnaf.flows import BNAF
+from bnaf.flows.glow import Glow, load_glow, save_glow
+from bnaf.flows.planar import PlanarFlow, load_planar, save_planar
+from bnaf.core.stats import mean_se
+from bnaf.toy.evaluate import bnaf_sampler_log_prob_grid, coverage
 
 
 def _autograd_log_det(fn, x):

@@ -9,15 +9,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from bnaf.toy import figure
 from matplotlib.image import imread
 from toy_tiny import tiny_toy_params
 
 from bnaf.cli import main
-from bnaf.config import load
-from bnaf.figures import figure2, figure3
-from bnaf.figures.toyplot import draw_panels
-from bnaf.flow import load_flow
-from bnaf.toy_params import ToyParams
+from bnaf.core.config import load
+from bnaf.flows import load_flow
+from bnaf.toy.params import ToyParams
+from bnaf.toy.plot import draw_panels
 
 RUNS = [("density", "8gaussians", m) for m in ("glow", "bnaf")] + [
     ("energy", "U1", m) for m in ("planar", "bnaf")
@@ -37,7 +37,7 @@ def runs(tmp_path_factory):
     out = {}
     for kind, target, model in RUNS:
         folder = root / "results" / kind / target / model
-        argv = ["toy", "--params", str(params), "--kind", kind, "--target", target]
+        argv = ["toy", "train", "--params", str(params), "--kind", kind, "--target", target]
         assert main([*argv, "--model", model, "--out", str(folder)]) == 0
         out[(kind, model)] = folder
     return params, out
@@ -69,7 +69,7 @@ def test_bnaf_models_reload_with_load_flow(runs):
 def test_table_builds_from_run_metrics(runs, tmp_path):
     params, folders = runs
     md, js = tmp_path / "toy.md", tmp_path / "toy.json"
-    argv = ["table", "toy", "--params", str(params), "--md", str(md), "--json", str(js)]
+    argv = ["toy", "table", "--params", str(params), "--md", str(md), "--json", str(js)]
     argv += ["--density"] + [
         str(folders[("density", m)] / "metrics.json") for m in ("glow", "bnaf")
     ]
@@ -94,11 +94,12 @@ def test_table_builds_from_run_metrics(runs, tmp_path):
 def test_figures_have_one_row_per_target_and_one_column_per_model(runs, tmp_path):
     params, folders = runs
     grids = [str(folders[("density", m)] / "grid.npz") for m in ("glow", "bnaf")]
-    args = argparse.Namespace(params=str(params), grids=grids, out=str(tmp_path / "f2.png"))
-    args.data_samples = 10_000
-    figure2.run(args)
+    out = str(tmp_path / "f2.png")
+    figure.run(argparse.Namespace(figure="figure2", params=str(params), grids=grids, out=out,
+                                  data_samples=10_000))  # fmt: skip
     grids = [str(folders[("energy", m)] / "grid.npz") for m in ("planar", "bnaf")]
-    figure3.run(argparse.Namespace(params=str(params), grids=grids, out=str(tmp_path / "f3.png")))
+    out = str(tmp_path / "f3.png")
+    figure.run(argparse.Namespace(figure="figure3", params=str(params), grids=grids, out=out))
     toy = load(params, ToyParams, section="toy")
     for name, rows in (("f2", len(toy.density.targets)), ("f3", len(toy.energy.targets))):
         h, w = imread(tmp_path / f"{name}.png").shape[:2]

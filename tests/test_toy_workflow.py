@@ -42,5 +42,5 @@ def test_snakemake_builds_the_toy_figures_and_table(tmp_path):
     }
     for run in ("density/checkerboard/bnaf", "energy/U2/planar"):
         assert (tmp_path / "results" / "toy" / run / "model.pt").is_file()
-        log = (tmp_path / "logs" / "toy" / f"{run}.log").read_text()
+        log = (tmp_path / "logs" / "toy_train" / f"{run}.log").read_text()
         assert "iter" in log and "lr" in log  # progress lines kept in the per-rule log

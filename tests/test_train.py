@@ -16,12 +16,12 @@ import pytest
 import torch
 from uci_synthetic import write_prepared
 
-import bnaf.trainer
+import bnaf.uci.trainer
 from bnaf.cli import main
-from bnaf.errors import BnafError
-from bnaf.flow import load_flow
-from bnaf.train import load_splits, subset, train_run
-from bnaf.uci_params import load_uci
+from bnaf.core.errors import BnafError
+from bnaf.flows import load_flow
+from bnaf.uci.params import load_uci
+from bnaf.uci.train import load_splits, subset, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "params" / "quick" / "uci.yaml"
@@ -122,7 +122,7 @@ def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path: Path) -> Non
     assert "max_epochs: 10" in text and "keep_checkpoint: true" in text
 
     def command(out: Path) -> list[str]:
-        return [sys.executable, "-m", "bnaf", "train", "--params", str(params), "--data",
+        return [sys.executable, "-m", "bnaf", "uci", "train", "--params", str(params), "--data",
                 str(data), "--dataset", "toy", "--config", "L1_H4", "--seed", "2",
                 "--out", str(out), "--device", "cpu", "--threads", "1"]  # fmt: skip
 
@@ -150,7 +150,7 @@ def test_reload_at_decay_restores_the_best_learning_rate(tmp_path: Path, data: P
     # epochs 3, 5, 7. The authors' reload restores the optimiser state of epoch 1 (lr 1e-2)
     # before each halving, so the rate stays at 5e-3; without the reload it keeps halving.
     script = iter([-1.0] + [-2.0] * 20)
-    monkeypatch.setattr(bnaf.trainer.Trainer, "validate", lambda self: (v := next(script), v))
+    monkeypatch.setattr(bnaf.uci.trainer.Trainer, "validate", lambda self: (v := next(script), v))
     lrs = {}
     for reload in (True, False):
         script = iter([-1.0] + [-2.0] * 20)
@@ -164,7 +164,7 @@ def test_reload_at_decay_restores_the_best_learning_rate(tmp_path: Path, data: P
 
 def test_nonfinite_loss_restores_last_epoch_with_lower_lr(tmp_path: Path, data: Path, monkeypatch):
     calls = {"n": 0}
-    real = bnaf.trainer.batch_loss
+    real = bnaf.uci.trainer.batch_loss
 
     def flaky(model, x):
         calls["n"] += 1
@@ -172,7 +172,7 @@ def test_nonfinite_loss_restores_last_epoch_with_lower_lr(tmp_path: Path, data: 
         # 3 batches per epoch: call 5 is in epoch 2, call 8 in its first retry.
         return loss * float("nan") if calls["n"] in (5, 8) else loss
 
-    monkeypatch.setattr(bnaf.trainer, "batch_loss", flaky)
+    monkeypatch.setattr(bnaf.uci.trainer, "batch_loss", flaky)
     m = train_run(_params(max_epochs=4), data, "toy", "L1_H4", 0, tmp_path / "r", log=_quiet)
     assert m["nonfinite_events"] == [
         {"epoch": 2, "attempt": 1, "lr_after": pytest.approx(5e-3)},
@@ -185,7 +185,7 @@ def test_nonfinite_loss_restores_last_epoch_with_lower_lr(tmp_path: Path, data: 
 
 def test_persistent_nonfinite_loss_fails_clearly(tmp_path: Path, data: Path, monkeypatch):
     monkeypatch.setattr(
-        bnaf.trainer, "batch_loss", lambda model, x: model.log_prob(x).mean() * math.nan
+        bnaf.uci.trainer, "batch_loss", lambda model, x: model.log_prob(x).mean() * math.nan
     )
     p = _params(max_epochs=4, nonfinite_retries=2, keep_checkpoint=True)
     lines: list[str] = []
@@ -210,6 +210,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path, data: Path)
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path, data: Path, capsys) -> None:
     args = [
+        "uci",
         "train",
         "--params",
         str(QUICK),

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from bnaf.data.uci_fixture import write_fixture_archive
+from uci_fixture import write_fixture_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 MAF_ARCHIVE = "maf/data.tar.gz"

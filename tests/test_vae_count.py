@@ -1,4 +1,4 @@
-"""The size claims of Section 5.4 (``python -m bnaf count-vae``), against hand-derived formulas."""
+"""The size claims of Section 5.4 (``python -m bnaf vae count``), against hand-derived formulas."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def bnaf_formula(flows: int = 8, k: int = 4) -> tuple[int, int]:
 
 
 def test_count_cli_matches_formulas_and_paper(tmp_path, capsys):
-    assert main(["count-vae", "--out", str(tmp_path / "c.json")]) == 0
+    assert main(["vae", "count", "--out", str(tmp_path / "c.json")]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out == json.loads((tmp_path / "c.json").read_text())
     m = out["models"]

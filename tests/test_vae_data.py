@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
+from bnaf.core.errors import BnafError
 from bnaf.data import registry
-from bnaf.data.download import ChecksumError
+from bnaf.data.fetch import ChecksumError
 from bnaf.data.images import FILES, OMNIGLOT_FILE, load_images, read_amat
-from bnaf.errors import BnafError
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bnaf.flow import BlockFlow
-from bnaf.vae.amortised import AmortisedBlockFlow, AmortisedBNAF
+from bnaf.flows import BlockFlow
+from bnaf.flows.amortised import AmortisedBlockFlow, AmortisedBNAF
 from bnaf.vae.model import VAE
 
 
@@ -29,7 +29,14 @@ CASES = [
 @pytest.mark.parametrize("dim, flows, layers, factor, residual", CASES)
 def test_log_det_matches_autograd_per_datapoint(dim, flows, layers, factor, residual):
     torch.manual_seed(0)
-    flow = AmortisedBNAF(dim, flows, layers, factor, residual=residual, final_residual=True)
+    flow = AmortisedBNAF(
+        dim,
+        flows=flows,
+        layers=layers,
+        hidden_factor=factor,
+        residual=residual,
+        final_residual=True,
+    )
     z = torch.randn(4, dim)
     # per-datapoint b, log v1, log v2; moderate, so the reference Jacobian is well conditioned
     theta = 0.5 * torch.randn(4, flow.n_amortised)

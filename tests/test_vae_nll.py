@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bnaf.vae.amortised import AmortisedBNAF
+from bnaf.flows.amortised import AmortisedBNAF
 from bnaf.vae.evaluate import importance_nll, negative_elbo
 from bnaf.vae.model import VAE
 
@@ -84,7 +84,9 @@ def test_upper_bound_tightens_with_samples():
 
 def test_vae_nll_below_elbo():
     torch.manual_seed(3)
-    model = VAE((1, 28, 28), "bernoulli", latent=4, flow=AmortisedBNAF(4, 2, hidden_factor=2))
+    model = VAE(
+        (1, 28, 28), "bernoulli", latent=4, flow=AmortisedBNAF(4, flows=2, hidden_factor=2)
+    )
     x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
     elbo = torch.stack([negative_elbo(model, x) for _ in range(10)]).mean(0)
     nll = importance_nll(model, x, samples=32, chunk=16)

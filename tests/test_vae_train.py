@@ -46,7 +46,7 @@ def frey_status(root: Path, n: int = 40) -> Path:
 
 
 def args(params: Path, status: Path, out: Path) -> list[str]:
-    return ["vae", "--params", str(params), "--dataset", "freyfaces", "--config",
+    return ["vae", "train", "--params", str(params), "--dataset", "freyfaces", "--config",
             "bnaf-K2-H1d", "--seed", "1", "--status", str(status), "--out", str(out)]  # fmt: skip
 
 

@@ -17,7 +17,7 @@ def tiny_toy_params(path: Path, iterations: int = 40, **experiment: dict) -> Pat
     d, e = toy["density"], toy["energy"]
     d.update(targets=["8gaussians", "checkerboard"], test_samples=2000, grid_step=0.1)
     e.update(targets=["U1", "U3"], kl_samples=2000, grid_step=0.2)
-    d["bnaf"]["hidden_factor"] = e["bnaf"]["hidden_factor"] = 5
+    d["bnaf"]["flow"]["hidden_factor"] = e["bnaf"]["flow"]["hidden_factor"] = 5
     d["glow"].update(depth=4, hidden=16)
     d["glow"]["optimiser"]["lr"] = 1e-2  # a tiny Glow needs a larger step to move in 60 steps
     e["planar"]["flows"] = 4

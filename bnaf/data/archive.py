@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bnaf.data.verify import CHUNK, ChecksumError, mark, marked, marker, move_aside
-from bnaf.errors import BnafError
-from bnaf.io import atomic_path
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_path
 
 __all__ = ["find_member", "extract"]
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from bnaf.data.download import RemoteFile
-from bnaf.errors import BnafError
+from bnaf.data.fetch import RemoteFile
+from bnaf.core.errors import BnafError
 
 __all__ = [
     "FILES",
@@ -268,7 +268,7 @@ def _prepare(name: str) -> Callable[[Path], Any]:
 
 
 def _register() -> None:
-    from bnaf.data.download import DatasetSpec
+    from bnaf.data.fetch import DatasetSpec
     from bnaf.data.registry import register
 
     for name in IMAGE_DATASETS:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from bnaf.errors import BnafError
+from bnaf.core.errors import BnafError
 
 __all__ = ["read_dataframe_pickle", "read_legacy_dataframe"]
 

@@ -1,4 +1,4 @@
-r"""The dataset registry: name -> :class:`~bnaf.data.download.DatasetSpec` (files + prepare).
+r"""The dataset registry: name -> :class:`~bnaf.data.fetch.DatasetSpec` (files + prepare).
 
 Families register their datasets at import time with :func:`register`; this module fills
 itself from :mod:`bnaf.data.uci` and, when it exists, :mod:`bnaf.data.images` the first time
@@ -6,7 +6,7 @@ the registry is read. Nothing else (no if/elif chain) knows the dataset names.
 
 Adding a dataset (in the family's own module)::
 
-    from bnaf.data.download import DatasetSpec, RemoteFile
+    from bnaf.data.fetch import DatasetSpec, RemoteFile
     from bnaf.data.registry import register
     from bnaf.data.store import Prepared
 
@@ -31,9 +31,9 @@ import importlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bnaf.data.download import DatasetSpec, Fetched
-from bnaf.data.download import fetch as _fetch
-from bnaf.errors import BnafError
+from bnaf.data.fetch import DatasetSpec, Fetched
+from bnaf.data.fetch import fetch as _fetch
+from bnaf.core.errors import BnafError
 
 __all__ = ["REGISTRY", "FAMILIES", "register", "get", "names", "fetch"]
 
@@ -93,5 +93,5 @@ def fetch(
     timeout: float = 60.0,
     urls: Mapping[str, Sequence[str]] | None = None,
 ) -> Fetched:
-    """Fetch and verify dataset ``name`` (see :func:`bnaf.data.download.fetch`)."""
+    """Fetch and verify dataset ``name`` (see :func:`bnaf.data.fetch.fetch`)."""
     return _fetch(get(name), raw_dir, mirror, overrides, retries, timeout, urls)

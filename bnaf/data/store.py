@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from bnaf.errors import BnafError
-from bnaf.io import atomic_path
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_path
 
 __all__ = ["Chunked", "Prepared", "write_prepared", "read_prepared", "read_attrs"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bnaf.errors import BnafError
+from bnaf.core.errors import BnafError
 
 __all__ = ["DATASETS", "best_log_likelihood", "log_density", "sample2d"]
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bnaf.data.download import DatasetSpec, RemoteFile
+from bnaf.data.fetch import DatasetSpec, RemoteFile
 from bnaf.data.legacy_pickle import read_dataframe_pickle
 from bnaf.data.registry import register
 from bnaf.data.store import Chunked, Prepared
-from bnaf.errors import BnafError
+from bnaf.core.errors import BnafError
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,8 +13,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from bnaf.errors import BnafError
-from bnaf.io import atomic_write_json
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_write_json
 
 __all__ = [
     "CHUNK",

@@ -1,4 +1,4 @@
-r"""Stage ``count-vae``: the size claims of Section 5.4, computed from modules built here.
+r"""``python -m bnaf vae count``: the size claims of Section 5.4, computed from modules built here.
 
 For every posterior flow the amortisation heads are built as in the Sylvester code
 (``models/VAE.py``: one ``nn.Linear`` from the 256-unit encoder output per predicted quantity)
@@ -22,9 +22,9 @@ from pathlib import Path
 
 from torch import nn
 
-from bnaf.count import count_parameters
-from bnaf.io import atomic_write_json
-from bnaf.vae.amortised import AmortisedBNAF
+from bnaf.core.io import atomic_write_json
+from bnaf.flows import count_parameters
+from bnaf.flows.amortised import AmortisedBNAF
 from bnaf.vae.model import ENCODER_OUT
 
 __all__ = ["PAPER", "FlowHeads", "add_arguments", "bnaf_heads", "counts", "iaf", "run", "snf"]
@@ -138,7 +138,7 @@ def counts() -> dict:
         "snf_householder": "16 flows, 8 Householder reflections",
         "iaf": "16 flows, MADE width 1280, one hidden layer, context head",
         "convention": "trainable_paper leaves out B-NAF's structurally zero weight blocks "
-        "(bnaf.count, how Table 1's ratios were made); trainable_full counts every stored "
+        "(bnaf.flows.count, how Table 1's ratios were made); trainable_full counts every stored "
         "entry. The baselines' counts are the same under both conventions for these ratios.",
     }
     return out

@@ -18,9 +18,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bnaf.core.stats import LOG_2PI
+
 __all__ = ["negative_elbo", "importance_nll"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 @torch.no_grad()
@@ -75,7 +76,7 @@ def importance_nll(
             z, log_q = model.posterior(
                 _repeat(mu, s), _repeat(var, s), _repeat(theta, s), eps.view(n * s, -1)
             )
-            log_pz = -0.5 * (z.square() + _LOG_2PI).sum(-1)
+            log_pz = -0.5 * (z.square() + LOG_2PI).sum(-1)
             log_w = model.log_px(_repeat(x, s), model.decode(z)) + log_pz - log_q
             both = torch.stack([running, torch.logsumexp(log_w.view(n, s), dim=1)])
             running = torch.logsumexp(both, dim=0)

@@ -13,19 +13,18 @@ The ELBO (Eq. 12) with a flow ``z_K = f(z_0; x)`` is
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bnaf.vae.amortised import AmortisedBNAF
+from bnaf.core.stats import LOG_2PI
+from bnaf.flows.amortised import AmortisedBNAF
 
 __all__ = ["GatedConv2d", "GatedConvTranspose2d", "VAE", "Likelihood"]
 
 Likelihood = Literal["bernoulli", "categorical"]
-_LOG_2PI = math.log(2.0 * math.pi)
 ENCODER_OUT = 256  # q_z_nn_output_dim in the Sylvester code
 
 
@@ -123,7 +122,7 @@ class VAE(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         r"""``z_K`` and ``log q(z_K|x) = log N(z_0; mu, var) - log|det J|`` for noise ``eps``."""
         z0 = mu + var.sqrt() * eps
-        log_q = -0.5 * (eps.square() + var.log() + _LOG_2PI).sum(-1)
+        log_q = -0.5 * (eps.square() + var.log() + LOG_2PI).sum(-1)
         if self.flow is None:
             return z0, log_q
         zk, log_det = self.flow(z0, theta)
@@ -149,5 +148,5 @@ class VAE(nn.Module):
         r"""One-sample ``(log p(x|z_K), log q(z_K|x) - log p(z_K))`` per image (Eq. 12)."""
         mu, var, theta = self.encode(x)
         zk, log_q = self.posterior(mu, var, theta, torch.randn_like(mu))
-        log_pz = -0.5 * (zk.square() + _LOG_2PI).sum(-1)
+        log_pz = -0.5 * (zk.square() + LOG_2PI).sum(-1)
         return self.log_px(x, self.decode(zk)), log_q - log_pz

@@ -1,26 +1,20 @@
-r"""The ``vae:`` section of ``params/<budget>/vae.yaml`` (Section 5.4) and run naming.
-
-A run is ``results/vae/<dataset>/<config>/seed<k>/``; ``<config>`` is ``vae`` (no flow, the
-reference row) or ``bnaf-K<flows>-H<factor>d`` (``H = factor * d`` hidden units per flow).
-"""
+r"""The ``vae:`` section of ``params/<budget>/vae.yaml`` (Section 5.4); runs:
+:mod:`bnaf.vae.runs`."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnaf.config import load
-from bnaf.errors import BnafError
+from bnaf.core.config import load
+from bnaf.core.errors import BnafError
+from bnaf.flows.config import FlowConfig
 
 __all__ = [
     "FlowShape",
     "Resources",
     "VaeParams",
-    "config_name",
-    "configs_for",
-    "load_params",
-    "parse_config",
+    "load_vae",
 ]
 
 
@@ -48,10 +42,7 @@ class VaeParams:
     plain_vae: bool
     seeds: list[int]
     latent: int
-    layers: int
-    residual: str
-    final_residual: bool
-    permutation: str
+    flow: FlowConfig
     batch_size: int
     lr: float
     adamax_eps: float
@@ -70,7 +61,7 @@ class VaeParams:
     resources: Resources
 
 
-def load_params(path: str | Path) -> VaeParams:
+def load_vae(path: str | Path) -> VaeParams:
     params = load(path, VaeParams, section="vae")
     for shape in [*params.grid, params.best]:
         if shape.flows < 1 or shape.hidden_factor < 1:
@@ -82,22 +73,3 @@ def load_params(path: str | Path) -> VaeParams:
         raise BnafError(f"{path}: nll_samples has no entry for {', '.join(missing)}")
     return params
 
-
-def config_name(shape: FlowShape | None) -> str:
-    return "vae" if shape is None else f"bnaf-K{shape.flows}-H{shape.hidden_factor}d"
-
-
-def parse_config(name: str) -> FlowShape | None:
-    if name == "vae":
-        return None
-    match = re.fullmatch(r"bnaf-K(\d+)-H(\d+)d", name)
-    if not match:
-        raise BnafError(f"bad VAE config name {name!r}; expected 'vae' or 'bnaf-K<k>-H<h>d'")
-    return FlowShape(int(match.group(1)), int(match.group(2)))
-
-
-def configs_for(params: VaeParams, dataset: str) -> list[str]:
-    r"""Configs run on ``dataset``: the grid on the grid dataset, the best shape elsewhere."""
-    shapes = params.grid if dataset == params.grid_dataset else [params.best]
-    names = (["vae"] if params.plain_vae else []) + [config_name(s) for s in shapes]
-    return list(dict.fromkeys(names))

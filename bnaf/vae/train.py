@@ -1,4 +1,5 @@
-r"""Stage ``vae``: train one VAE (plain or with an amortised B-NAF posterior), then evaluate it.
+r"""``python -m bnaf vae train``: train one VAE (plain or with an amortised B-NAF posterior),
+then evaluate it.
 
 The procedure of van den Berg et al. (2018; ``main_experiment.py``, ``optimization/training.py``)
 that Section 5.4 reuses: Adamax (lr 5e-4, eps 1e-7), batches of 100, KL warm-up
@@ -25,47 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from bnaf.config import to_dict
-from bnaf.count import count_parameters
+from bnaf.core.config import to_dict
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
+from bnaf.core.runtime import environment_info, resolve_device, seed_everything
 from bnaf.data.images import load_images
-from bnaf.errors import BnafError
-from bnaf.io import atomic_torch_save, atomic_write_json, read_json
-from bnaf.runtime import environment_info, resolve_device, seed_everything
-from bnaf.vae.amortised import AmortisedBNAF
+from bnaf.flows import count_parameters
+from bnaf.flows.amortised import AmortisedBNAF
+from bnaf.vae.differences import DIFFERENCES
 from bnaf.vae.evaluate import importance_nll, negative_elbo
 from bnaf.vae.model import VAE
-from bnaf.vae.params import VaeParams, load_params, parse_config
+from bnaf.vae.params import VaeParams, load_vae
+from bnaf.vae.runs import flow_config
 
 __all__ = ["add_arguments", "build_model", "run", "warmup_beta"]
-
-#: Where the paper, the Sylvester code (whose setup Section 5.4 reuses) and this code differ.
-DIFFERENCES: list[dict[str, str]] = [
-    {
-        "topic": "reported means",
-        "paper": "-ELBO and NLL per test point (mean over the test set implied)",
-        "code": "Sylvester evaluate(): mean of batch means for -ELBO and validation",
-        "ours": "exact per-sample means (the same when the set size is a multiple of 100)",
-    },
-    {
-        "topic": "Bernoulli likelihood",
-        "paper": "Bernoulli decoder",
-        "code": "sigmoid probabilities and BCELoss",
-        "ours": "logits with binary_cross_entropy_with_logits (same value, numerically safer)",
-    },
-    {
-        "topic": "positivity of v1, v2",
-        "paper": "'positive vectors' multiplied row- and column-wise (map not stated)",
-        "code": "no public code for the B-NAF VAE",
-        "ours": "v = exp(head output), so log v enters the log-Jacobian directly",
-    },
-    {
-        "topic": "importance-sampled NLL",
-        "paper": "NLL (5000 samples, 2000 for Caltech, as the Sylvester code)",
-        "code": "Sylvester calculate_likelihood re-runs the encoder for every copy of x",
-        "ours": "encoder run once per point (same estimator); nll_samples per dataset",
-    },
-]
-
 
 def warmup_beta(epoch: int, warmup: int, max_beta: float) -> float:
     r"""KL weight of epoch ``epoch`` (1-based), as in the Sylvester code."""
@@ -73,20 +47,9 @@ def warmup_beta(epoch: int, warmup: int, max_beta: float) -> float:
 
 
 def build_model(params: VaeParams, config: str, shape: tuple, likelihood: str, seed: int) -> VAE:
-    flow_shape = parse_config(config)
-    flow = None
-    if flow_shape is not None:
-        flow = AmortisedBNAF(
-            params.latent,
-            flows=flow_shape.flows,
-            layers=params.layers,
-            hidden_factor=flow_shape.hidden_factor,
-            residual=params.residual,  # type: ignore[arg-type]
-            permutation=params.permutation,  # type: ignore[arg-type]
-            final_residual=params.final_residual,
-            seed=seed,
-        )
-    return VAE(shape, likelihood, params.latent, flow)  # type: ignore[arg-type]
+    flow = flow_config(params, config)
+    posterior = None if flow is None else AmortisedBNAF(params.latent, **flow.kwargs(), seed=seed)
+    return VAE(shape, likelihood, params.latent, posterior)  # type: ignore[arg-type]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,7 +78,7 @@ def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_vae(args.params)
     status = read_json(args.status)
     if not status.get("available"):
         raise BnafError(f"dataset {args.dataset!r} is not available: {status.get('reason')}")

@@ -1,21 +1,17 @@
-# The final report: assembled from the parts' JSON twins (see params/<budget>/report.yaml).
+# The final report: assembled from the parts' JSON twins (params/<budget>/report.yaml lists
+# them, each with the rule file that makes it; a part whose rule file is absent is "not run").
+from bnaf.report.params import load_report
+
+REPORT = load_report(f"{PARAMS}/report.yaml")
+
+
 localrules:
     report,
 
 
-def report_inputs(wildcards):
-    """JSON twins and figures of the parts whose rule file is in this workflow."""
-    wired = [
-        p
-        for p in config["report"]["parts"]
-        if os.path.exists(f"{workflow.basedir}/workflow/rules/{p['rules']}.smk")
-    ]
-    return [p["json"] for p in wired] + [f for p in wired for f in p.get("figures", [])]
-
-
 rule report:
     input:
-        report_inputs,
+        [f for p in REPORT.parts if rules_present(p.rules) for f in [p.json, *p.figures]],
     output:
         md=report("reports/report.md", caption="../report/report.rst", category="Report"),
         json="reports/report.json",
@@ -24,5 +20,4 @@ rule report:
         "logs/report/report.log",
     shell:
         "{PY} report --params {PARAMS}/report.yaml --output {output.md} --json {output.json}"
-        " --metrics {output.metrics}"
-        " > {log} 2>&1"
+        " --metrics {output.metrics} > {log} 2>&1"

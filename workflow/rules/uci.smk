@@ -1,82 +1,68 @@
-# Density estimation on UCI and BSDS300 (Section 5.3, Table 1): train every (dataset, config,
-# seed) of params uci.grid x uci.seeds, select each dataset's config by mean validation
+# Density estimation on UCI and BSDS300 (Section 5.3, Table 1): train every run of
+# bnaf.uci.runs (datasets x grid x seeds), select each dataset's config by mean validation
 # log-likelihood, then assemble Table 1. Datasets whose download status says "unavailable"
-# (checkpoint download in data.smk, read by available(name)) appear in the table as not run.
-UCI = config["uci"]
-UCI_CONFIGS = [f"L{l}_H{h}" for l in UCI["grid"]["layers"] for h in UCI["grid"]["hidden_factor"]]
-UCI_RUN = "results/uci/{dataset}/{cfg}/seed{seed}"
+# (checkpoint data_download, read by available(name)) appear in the table as not run.
+from bnaf.uci import runs as uci
+from bnaf.uci.params import load_uci
+
+UCI = load_uci(f"{PARAMS}/uci.yaml")
 
 
 wildcard_constraints:
-    cfg=r"L\d+_H\d+",
     seed=r"\d+",
 
 
 localrules:
-    select,
-    table1,
+    uci_select,
+    uci_table,
 
 
-def uci_runtime(wildcards):
-    runtime = UCI["resources"]["runtime"]
-    if isinstance(runtime, int):
-        return runtime
-    return runtime.get(wildcards.dataset, runtime["default"])
-
-
-def uci_metrics(wildcards):
-    runs = expand(UCI_RUN, dataset=wildcards.dataset, cfg=UCI_CONFIGS, seed=UCI["seeds"])
-    return [f"{run}/metrics.json" for run in runs]
-
-
-def uci_selections(wildcards):
-    return [f"results/uci/{d}/selection.json" for d in UCI["datasets"] if available(d)]
-
-
-rule train:
+rule uci_train:
     input:
         data="data/prepared/{dataset}.h5",
     output:
-        metrics=f"{UCI_RUN}/metrics.json",
-        model=f"{UCI_RUN}/model.pt",
+        metrics=f"{uci.RUN}/metrics.json",
+        model=f"{uci.RUN}/model.pt",
     log:
-        "logs/train/{dataset}/{cfg}/seed{seed}.log",
+        "logs/uci_train/{dataset}/{config}/seed{seed}.log",
+    wildcard_constraints:
+        config=uci.CONFIG_PATTERN,
     params:
-        out=UCI_RUN,
-    threads: UCI["resources"]["threads"]
+        out=uci.RUN,
+    threads: UCI.resources.threads
     resources:
-        mem_mb=UCI["resources"]["mem_mb"],
-        runtime=uci_runtime,
-        gpu=UCI["resources"]["gpu"],
+        mem_mb=UCI.resources.mem_mb,
+        runtime=lambda w: uci.runtime(UCI, w.dataset),
+        gpu=UCI.resources.gpu,
     shell:
-        "{PY_GPU} train --params {PARAMS}/uci.yaml --data {input.data}"
-        " --dataset {wildcards.dataset} --config {wildcards.cfg} --seed {wildcards.seed}"
+        "{PY_GPU} uci train --params {PARAMS}/uci.yaml --data {input.data} --dataset"
+        " {wildcards.dataset} --config {wildcards.config} --seed {wildcards.seed}"
         " --out {params.out} --threads {threads} >> {log} 2>&1"
 
 
-rule select:
+rule uci_select:
     input:
-        uci_metrics,
+        lambda w: [f"{r.path}/metrics.json" for r in uci.runs(UCI, w.dataset)],
     output:
-        "results/uci/{dataset}/selection.json",
+        uci.SELECTION,
     log:
-        "logs/select/{dataset}.log",
+        "logs/uci_select/{dataset}.log",
     shell:
-        "{PY} select --params {PARAMS}/uci.yaml --dataset {wildcards.dataset}"
+        "{PY} uci select --params {PARAMS}/uci.yaml --dataset {wildcards.dataset}"
         " --metrics {input} --out {output} > {log} 2>&1"
 
 
-rule table1:
+rule uci_table:
     input:
-        selections=uci_selections,
-        status=expand("data/raw/{dataset}.status.json", dataset=UCI["datasets"]),
+        selections=lambda w: [uci.SELECTION.format(dataset=d) for d in UCI.datasets if available(d)],
+        status=expand("data/raw/{dataset}.status.json", dataset=UCI.datasets),
     output:
         md=report("reports/table1.md", caption="../report/table1.rst", category="Tables"),
         json="reports/table1.json",
         csv="reports/table1.csv",
     log:
-        "logs/table1/table1.log",
+        "logs/uci_table/table1.log",
     shell:
-        "{PY} table table1 --params {PARAMS}/uci.yaml --selections {input.selections}"
+        "{PY} uci table --params {PARAMS}/uci.yaml --selections {input.selections}"
         " --status {input.status} --md {output.md} --json {output.json} --csv {output.csv}"
         " > {log} 2>&1"

@@ -1,1 +1,0 @@
-"""Tables of the pipeline; one module per product."""

@@ -1,0 +1,250 @@
+r"""``python -m bnaf uci train``: one B-NAF density estimator on a prepared UCI/BSDS300 file
+(Section 5.3).
+
+``python -m bnaf uci train --params params/quick/uci.yaml --data data/prepared/power.h5
+--dataset power --config L2_H40 --seed 0 --out results/uci/power/L2_H40/seed0`` trains with the
+authors' recipe (see ``params/paper/uci.yaml``), writes ``checkpoint.pt`` atomically after every
+epoch and continues from it when started again, then evaluates the best-on-validation
+Polyak-averaged model exactly on the validation and test splits and writes ``metrics.json`` and
+``model.pt`` (:func:`bnaf.flows.save_flow`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bnaf.core.config import to_dict
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_torch_save, atomic_write_json
+from bnaf.core.runtime import environment_info, resolve_device
+from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
+from bnaf.flows import count_parameters, save_flow
+from bnaf.uci.differences import UCI_DIFFERENCES
+from bnaf.uci.params import UciParams, load_uci
+from bnaf.uci.runs import flow_config
+from bnaf.uci.trainer import Trainer
+
+__all__ = ["load_splits", "train_run", "add_arguments", "run"]
+
+SPLITS = ("train", "validation", "test")
+
+
+def load_splits(path: str | Path) -> dict[str, torch.Tensor]:
+    r"""The float32 ``train``/``validation``/``test`` arrays of a prepared HDF5 file."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise BnafError(f"prepared data file not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [s for s in SPLITS if s not in f]
+            if missing:
+                raise BnafError(f"{path}: missing dataset(s) {', '.join(missing)}")
+            out = {s: torch.from_numpy(f[s][...]).float() for s in SPLITS}
+    except OSError as exc:
+        raise BnafError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    dims = {x.shape[1] if x.ndim == 2 else None for x in out.values()}
+    if len(dims) != 1 or None in dims or any(len(x) == 0 for x in out.values()):
+        raise BnafError(f"{path}: splits must be non-empty 2-D arrays of one width")
+    return out
+
+
+def subset(x: torch.Tensor, size: int | float | None) -> torch.Tensor:
+    r"""A fixed random subset (same for every seed and config): an ``int`` is a count (the
+    whole split if larger), a ``float`` in (0, 1] a fraction, ``None`` the whole split."""
+    if size is None:
+        return x
+    if isinstance(size, float) and not 0 < size <= 1 or isinstance(size, int) and size < 1:
+        raise BnafError(f"train_subset must be a count >= 1 or a fraction in (0, 1], not {size!r}")
+    # A count above the split's size means the whole split (a small dataset in a quick budget).
+    count = min(size, len(x)) if isinstance(size, int) else max(1, int(round(size * len(x))))
+    index = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:count]
+    return x[index]
+
+
+def fingerprint(params: UciParams, splits: dict[str, torch.Tensor], **run: Any) -> str:
+    r"""What a checkpoint must agree with to be resumed: the data, the training code and every
+    setting that changes the trajectory (not device, threads or bookkeeping)."""
+    h = hashlib.sha256()
+    # The code that shapes the trajectory: after an edit, a run starts afresh.
+    root = Path(__file__).parent.parent
+    for module in ("flows/layers.py", "flows/logjac.py", "flows/model.py", "core/optim.py",
+                   "uci/trainer.py", "uci/train.py"):  # fmt: skip
+        h.update((root / module).read_bytes())
+    for s in SPLITS:
+        h.update(splits[s].numpy().tobytes())
+    skip = {"device", "threads", "keep_checkpoint", "eval_batch_size"}
+    train = {k: v for k, v in asdict(params.train).items() if k not in skip}
+    h.update(repr((sorted(run.items()), asdict(params.flow), sorted(train.items()))).encode())
+    return h.hexdigest()
+
+
+def cpu_model() -> str:
+    r"""The CPU's model name (``platform.processor()`` only says ``x86_64`` on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def _ll(values: torch.Tensor, batch: int) -> dict[str, Any]:
+    s = summarise(values)
+    if not s.finite:
+        raise BnafError("the final model gives a non-finite log-likelihood on an evaluation split")
+    return {
+        "log_likelihood": s.mean,
+        "stderr": s.stderr,
+        "n": s.n,
+        "batch_means_log_likelihood": batch_means_mean(values, batch),
+    }
+
+
+def train_run(
+    params: UciParams,
+    data: str | Path,
+    dataset: str,
+    config: str,
+    seed: int,
+    out: str | Path,
+    device: str | None = None,
+    stop_after_epochs: int | None = None,
+    log: Any = print,
+) -> dict[str, Any] | None:
+    r"""Train (or continue) one run; returns the metrics, or None when ``stop_after_epochs``
+    ended this call early (the checkpoint then holds the run)."""
+    start = time.perf_counter()
+    out = Path(out)
+    flow = flow_config(params, config)
+    layers, hidden_factor = flow.layers, flow.hidden_factor
+    tp = params.train
+    dev = resolve_device(device or tp.device)
+    splits = load_splits(data)
+    key = fingerprint(params, splits, dataset=dataset, layers=layers, hf=hidden_factor, seed=seed)
+    x_train = subset(splits["train"], tp.train_subset).to(dev)
+    x_val, x_test = splits["validation"].to(dev), splits["test"].to(dev)
+    trainer = Trainer(x_train, x_val, flow, seed, tp, dev, log=log)
+    ckpt_path = out / "checkpoint.pt"
+    wall_before, resumes = 0.0, 0
+    if ckpt_path.is_file():
+        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
+        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if blob.get("fingerprint") == key:
+            trainer.restore(blob["state"])
+            wall_before, resumes = blob["wall_s"], blob["resumes"] + 1
+            log(f"resumed from {ckpt_path} at epoch {trainer.epoch}")
+        else:
+            log(f"ignoring {ckpt_path}: written for other data or settings; starting afresh")
+    log(
+        f"{dataset} {config} seed {seed}: d={x_train.shape[1]}, train={len(x_train)}, "
+        f"validation={len(x_val)}, test={len(x_test)}, device={dev}, budget={params.budget}"
+    )
+    snap = trainer.snapshot()
+    epochs_this_call = 0
+    while not trainer.finished:
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            return None
+        r = trainer.run_epoch(snap)
+        epochs_this_call += 1
+        val = "nan" if r["validation_ll"] is None else f"{r['validation_ll']:.4f}"
+        log(
+            f"epoch {r['epoch']:4d}/{tp.max_epochs} train_nll {r['train_nll']:.4f} "
+            f"val_ll {val} lr {r['lr']:.2e} samples/s {r['samples_per_s']:.0f}"
+            + (" best" if r["best"] else "")
+            + (" decay" if r["decay"] else "")
+        )
+        snap = trainer.snapshot()
+        wall = wall_before + time.perf_counter() - start
+        blob = {"fingerprint": key, "state": snap, "wall_s": wall, "resumes": resumes}
+        atomic_torch_save(blob, ckpt_path)
+
+    if trainer.best is None:
+        raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")
+    trainer.load_weights(trainer.best)
+    trainer.polyak.swap()  # evaluate (and save) the averaged weights, as the authors do
+    model = trainer.model
+    ev = tp.eval_batch_size
+    validation = _ll(log_likelihoods(model, x_val, ev), tp.batch_size)
+    test = _ll(log_likelihoods(model, x_test, ev), tp.batch_size)
+    wall = wall_before + time.perf_counter() - start
+    env = environment_info(dev)
+    metrics = {
+        "part": "uci",
+        "dataset": dataset,
+        "config": config,
+        "layers": layers,
+        "hidden_factor": hidden_factor,
+        "hidden_units": hidden_factor * x_train.shape[1],
+        "seed": seed,
+        "budget": params.budget,
+        "reduced": params.reduced,
+        "model": model.config,
+        "parameters": {c: count_parameters(model, c) for c in ("paper", "full")},
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": trainer.epoch,
+        "stop_reason": trainer.stop_reason,
+        "validation": validation,
+        "test": test,
+        "units": "nats per sample (log-likelihood, higher is better)",
+        "train_samples": len(x_train),
+        "train_subset": tp.train_subset,
+        "wall_s": wall,
+        "train_s": trainer.train_s,
+        "throughput": {
+            "train_samples_per_s": trainer.samples_seen / max(trainer.train_s, 1e-9),
+            "steps_per_s": trainer.samples_seen / tp.batch_size / max(trainer.train_s, 1e-9),
+        },
+        "resumes": resumes,
+        "nonfinite_events": trainer.nonfinite_events,
+        "device": str(dev),
+        "hardware": env.get("gpu") or cpu_model(),
+        "environment": env,
+        "params": {"flow": to_dict(params.flow), "train": to_dict(tp)},
+        "differences": UCI_DIFFERENCES,
+        "history": trainer.history,
+    }
+    save_flow(model, out / "model.pt", dataset=dataset, seed=seed, weights="polyak_average")
+    atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    if not tp.keep_checkpoint:
+        ckpt_path.unlink(missing_ok=True)
+    log(
+        f"done: best epoch {trainer.best_epoch}, validation LL {validation['log_likelihood']:.4f}"
+        f" +- {validation['stderr']:.4f}, test LL {test['log_likelihood']:.4f}"
+        f" +- {test['stderr']:.4f} nats, {wall:.1f} s"
+    )
+    return metrics
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--params", required=True, help="params/<budget>/uci.yaml")
+    parser.add_argument("--data", required=True, help="prepared HDF5 file (train/validation/test)")
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. power")
+    parser.add_argument("--config", required=True, help="grid point, e.g. L2_H40")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--out", required=True, help="run folder for metrics.json and model.pt")
+    parser.add_argument("--device", default=None, help="overrides train.device (auto/cpu/cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="overrides train.threads")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_uci(args.params)
+    threads = args.threads if args.threads is not None else params.train.threads
+    if threads > 0:
+        torch.set_num_threads(threads)
+    train_run(
+        params, args.data, args.dataset, args.config, args.seed, args.out, args.device,
+        log=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    return 0
