@@ -17,13 +17,46 @@ import yaml
 
 from bnaf.core.errors import BnafError
 
-__all__ = ["ConfigError", "load", "from_dict", "to_dict", "read_yaml"]
+__all__ = ["ConfigError", "between", "from_dict", "json_schema", "load", "read_yaml", "to_dict"]
 
 T = TypeVar("T")
 
 
 class ConfigError(BnafError, ValueError):
     """A params file that does not match its dataclass (unknown, missing or mistyped key)."""
+
+
+def between(
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    **field_kwargs: Any,
+) -> Any:
+    r"""A dataclass field whose value (or each item of a list value) must lie in the range
+    ``lo .. hi`` (open at an end with ``lo_open``/``hi_open``); checked by the strict loader and
+    written into the Snakemake schema (:func:`json_schema`), so both refuse the same values."""
+    meta = {"min": lo, "max": hi, "min_open": lo_open, "max_open": hi_open}
+    return dataclasses.field(metadata=meta, **field_kwargs)
+
+
+def _check_range(value: Any, meta: Any, where: str) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is None and hi is None:
+        return
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if item is None or isinstance(item, bool) or not isinstance(item, int | float):
+            continue
+        bad = (lo is not None and (item <= lo if meta.get("min_open") else item < lo)) or (
+            hi is not None and (item >= hi if meta.get("max_open") else item > hi)
+        )
+        if bad or item != item:  # NaN is outside every range
+            left = "(" if meta.get("min_open") else "["
+            right = ")" if meta.get("max_open") else "]"
+            span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+            raise ConfigError(f"{where}: {item!r} is outside the allowed range {span}")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -90,6 +123,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         for name, f in fields.items():
             if name in value:
                 kwargs[name] = _convert(hints[name], value[name], f"{where}.{name}")
+                _check_range(kwargs[name], f.metadata, f"{where}.{name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{where}: missing required key '{name}'")
         return tp(**kwargs)

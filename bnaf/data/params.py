@@ -5,15 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnaf.core.config import load
+from bnaf.core.config import between, load
 
 __all__ = ["DataParams", "DataResources", "load_data_params"]
 
 
 @dataclass
 class DataResources:
-    mem_mb: int = 4000
-    runtime: int = 120  # minutes
+    mem_mb: int = between(1, default=4000)
+    runtime: int = between(1, default=120)  # minutes
 
 
 @dataclass
@@ -23,8 +23,8 @@ class DataParams:
     datasets: list[str] = field(default_factory=list)
     raw_dir: str = "data/raw"
     mirror: str | None = None
-    retries: int = 3
-    timeout_s: float = 60.0
+    retries: int = between(0, default=3)
+    timeout_s: float = between(0, lo_open=True, default=60.0)
     checksums: dict[str, str] = field(default_factory=dict)
     urls: dict[str, list[str]] = field(default_factory=dict)
     resources: DataResources = field(default_factory=DataResources)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from bnaf.core.config import between
+
 __all__ = ["FlowConfig"]
 
 
@@ -31,9 +33,9 @@ class FlowConfig:
         final_residual: the last flow carries the residual too (the paper's text).
     """
 
-    flows: int
-    layers: int
-    hidden_factor: int
+    flows: int = between(1)
+    layers: int = between(1)
+    hidden_factor: int = between(1)
     residual: Literal["none", "normal", "gated"]
     activation: Literal["tanh", "leakyrelu"]
     permutation: Literal["flip", "random"]

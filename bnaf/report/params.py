@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bnaf.core.config import load
+from bnaf.core.config import between, load
 
 __all__ = [
     "NormalisationParams",
@@ -24,43 +24,43 @@ __all__ = [
 
 @dataclass
 class ToyCheck:
-    grid_limit: float
-    grid_step: float
-    mc_samples: int
+    grid_limit: float = between(0, lo_open=True)
+    grid_step: float = between(0, lo_open=True)
+    mc_samples: int = between(2)
 
 
 @dataclass
 class UciCheck:
-    mc_samples: int
+    mc_samples: int = between(2)
 
 
 @dataclass
 class SamplesFigure:
-    n: int
-    figure_limit: float
-    bins: int
+    n: int = between(1)
+    figure_limit: float = between(0, lo_open=True)
+    bins: int = between(1)
 
 
 @dataclass
 class Onto:
     target: str
     variants: list[str]
-    flows: int
-    layers: int
-    hidden_factor: int
-    steps: int
-    batch_size: int
-    lr: float
+    flows: int = between(1)
+    layers: int = between(1)
+    hidden_factor: int = between(1)
+    steps: int = between(1)
+    batch_size: int = between(1)
+    lr: float = between(0, lo_open=True)
 
 
 @dataclass
 class NormalisationParams:
     budget: str
     reduced: bool
-    seed: int
+    seed: int = between(0)
     device: str
-    threads: int
-    batch_size: int
+    threads: int = between(1)
+    batch_size: int = between(1)
     toy: ToyCheck
     uci: UciCheck
     samples: SamplesFigure

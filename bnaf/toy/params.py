@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bnaf.core.config import load
+from bnaf.core.config import between, load
 from bnaf.flows.config import FlowConfig
 
 __all__ = [
@@ -30,16 +30,16 @@ __all__ = [
 @dataclass
 class Optimiser:
     name: Literal["adam", "rmsprop"]
-    lr: float
+    lr: float = between(0, lo_open=True)
     amsgrad: bool
-    momentum: float
-    decay: float
-    patience: int
-    min_lr: float
-    threshold: float
-    clip_norm: float | None
-    iterations: int
-    batch_size: int
+    momentum: float = between(0, 1, hi_open=True)
+    decay: float = between(0, 1, lo_open=True, hi_open=True)
+    patience: int = between(1)
+    min_lr: float = between(0)
+    threshold: float = between(0)
+    clip_norm: float | None = between(0, lo_open=True)
+    iterations: int = between(1)
+    batch_size: int = between(1)
 
 
 @dataclass
@@ -50,15 +50,15 @@ class BnafModel:
 
 @dataclass
 class GlowModel:
-    depth: int
-    hidden: int
+    depth: int = between(1)
+    hidden: int = between(1)
     optimiser: Optimiser
 
 
 @dataclass
 class PlanarModel:
-    flows: int
-    init_std: float
+    flows: int = between(1)
+    init_std: float = between(0, lo_open=True)
     optimiser: Optimiser
 
 
@@ -66,9 +66,9 @@ class PlanarModel:
 class DensityExperiment:
     targets: list[str]
     models: list[str]
-    test_samples: int
-    grid_limit: float
-    grid_step: float
+    test_samples: int = between(2)
+    grid_limit: float = between(0, lo_open=True)
+    grid_step: float = between(0, lo_open=True)
     bnaf: BnafModel
     glow: GlowModel
 
@@ -77,30 +77,30 @@ class DensityExperiment:
 class EnergyExperiment:
     targets: list[str]
     models: list[str]
-    bound: float | None
-    kl_samples: int
-    coverage_level: float
-    grid_limit: float
-    grid_step: float
+    bound: float | None = between(0, lo_open=True)
+    kl_samples: int = between(2)
+    coverage_level: float = between(0, 1, lo_open=True, hi_open=True)
+    grid_limit: float = between(0, lo_open=True)
+    grid_step: float = between(0, lo_open=True)
     bnaf: BnafModel
     planar: PlanarModel
 
 
 @dataclass
 class Resources:
-    mem_mb: int
-    runtime: int
-    gpu: int
+    mem_mb: int = between(1)
+    runtime: int = between(1)
+    gpu: int = between(0)
 
 
 @dataclass
 class ToyParams:
     budget: str
-    seed: int
+    seed: int = between(0)
     device: str
-    threads: int
-    log_every: int
-    figure_limit: float
+    threads: int = between(1)
+    log_every: int = between(1)
+    figure_limit: float = between(0, lo_open=True)
     resources: Resources
     density: DensityExperiment
     energy: EnergyExperiment

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from bnaf.core.config import load
+from bnaf.core.config import between, load
 from bnaf.flows.config import FlowConfig
 
 __all__ = [
@@ -25,50 +25,50 @@ __all__ = [
 
 @dataclass
 class Grid:
-    layers: list[int]
-    hidden_factor: list[int]
+    layers: list[int] = between(1)
+    hidden_factor: list[int] = between(1)
 
 
 @dataclass
 class TrainParams:
-    batch_size: int
+    batch_size: int = between(1)
     optimizer: Literal["adam", "amsgrad"]
-    lr: float
-    betas: list[float]
-    eps: float
-    clip_norm: float
-    polyak: float
+    lr: float = between(0, lo_open=True)
+    betas: list[float] = between(0, 1, hi_open=True)
+    eps: float = between(0)
+    clip_norm: float = between(0, lo_open=True)
+    polyak: float = between(0, 1, hi_open=True)
     polyak_init: Literal["zeros", "params"]
-    lr_decay: float
-    patience: int
-    cooldown: int
-    min_lr: float
-    threshold: float
+    lr_decay: float = between(0, 1, lo_open=True, hi_open=True)
+    patience: int = between(1)
+    cooldown: int = between(0)
+    min_lr: float = between(0)
+    threshold: float = between(0)
     threshold_mode: Literal["abs", "rel"]
     reload_best_on_decay: bool
-    early_stopping: int
-    max_epochs: int
-    train_subset: int | float | None
+    early_stopping: int = between(1)
+    max_epochs: int = between(1)
+    train_subset: int | float | None = between(0, lo_open=True)
     selection_mean: Literal["sample", "batch"]
-    eval_batch_size: int
-    nonfinite_retries: int
-    nonfinite_lr_factor: float
+    eval_batch_size: int = between(1)
+    nonfinite_retries: int = between(0)
+    nonfinite_lr_factor: float = between(0, 1, lo_open=True, hi_open=True)
     keep_checkpoint: bool
     device: str
-    threads: int
+    threads: int = between(1)
 
 
 @dataclass
 class Resources:
-    threads: int
-    mem_mb: int
-    gpu: int
+    threads: int = between(1)
+    mem_mb: int = between(1)
+    gpu: int = between(0)
     runtime: int | dict[str, int]  # minutes; or per dataset, with "default" for the rest
 
 
 @dataclass
 class TableParams:
-    std_ddof: int
+    std_ddof: int = between(0, 1)
 
 
 @dataclass
@@ -76,7 +76,7 @@ class UciParams:
     budget: str
     reduced: bool
     datasets: list[str]
-    seeds: list[int]
+    seeds: list[int] = between(0)
     grid: Grid
     flow: FlowConfig
     train: TrainParams

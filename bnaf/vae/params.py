@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bnaf.core.config import load
+from bnaf.core.config import between, load
 from bnaf.core.errors import BnafError
 from bnaf.flows.config import FlowConfig
 
@@ -20,16 +20,16 @@ __all__ = [
 
 @dataclass
 class FlowShape:
-    flows: int  # K
-    hidden_factor: int  # H / d
+    flows: int = between(1)  # K
+    hidden_factor: int = between(1)  # H / d
 
 
 @dataclass
 class Resources:
-    threads: int
-    mem_mb: int
-    runtime: int  # minutes
-    gpu: int
+    threads: int = between(1)
+    mem_mb: int = between(1)
+    runtime: int = between(1)  # minutes
+    gpu: int = between(0)
 
 
 @dataclass
@@ -40,23 +40,23 @@ class VaeParams:
     grid: list[FlowShape]
     best: FlowShape
     plain_vae: bool
-    seeds: list[int]
-    latent: int
+    seeds: list[int] = between(0)
+    latent: int = between(1)
     flow: FlowConfig
-    batch_size: int
-    lr: float
-    adamax_eps: float
-    warmup_epochs: int
-    max_beta: float
-    early_stopping_epochs: int
-    max_epochs: int
-    train_subset: int | None
-    valid_subset: int | None
-    test_subset: int | None
+    batch_size: int = between(1)
+    lr: float = between(0, lo_open=True)
+    adamax_eps: float = between(0, lo_open=True)
+    warmup_epochs: int = between(0)
+    max_beta: float = between(0, lo_open=True)
+    early_stopping_epochs: int = between(1)
+    max_epochs: int = between(1)
+    train_subset: int | None = between(1)
+    valid_subset: int | None = between(1)
+    test_subset: int | None = between(1)
     check_sizes: bool
-    eval_batch: int
-    nll_samples: dict[str, int]
-    nll_chunk: int
+    eval_batch: int = between(1)
+    nll_samples: dict[str, int] = between(1)
+    nll_chunk: int = between(1)
     device: str
     resources: Resources
 
