@@ -81,6 +81,7 @@ def test_round_trips(d: int, residual: str, activation: str, depth: tuple) -> No
 
 @pytest.mark.parametrize("d", [2, 6])
 def test_onto_models_invert_all_of_rd(d: int) -> None:
+    torch.manual_seed(d)
     for residual, activation, final in [("gated", "tanh", True), ("none", "leakyrelu", False)]:
         model = BNAF(
             d,
@@ -96,7 +97,8 @@ def test_onto_models_invert_all_of_rd(d: int) -> None:
         x, inside = model.inverse(z, outside="mask")
         assert inside.all()
         with torch.no_grad():
-            assert torch.allclose(model(x)[0], z, atol=1e-10, rtol=1e-10)
+            # xtol 1e-12 holds on x; the Jacobian (LeakyReLU slopes up to 100) amplifies it in z
+            assert torch.allclose(model(x)[0], z, atol=1e-8, rtol=1e-8)
 
 
 def _conditional_limits(flow: BlockFlow, x_prefix: torch.Tensor, i: int, big: float = 1e4):
@@ -227,6 +229,7 @@ def _train_toy(target: str, steps: int, seed: int = 0) -> BNAF:
     return model.double().eval()
 
 
+@pytest.mark.float32  # a float32 model, as trained
 def test_samples_follow_the_grid_density() -> None:
     model = _train_toy("moons", steps=300)
     g = torch.Generator().manual_seed(5)

@@ -104,6 +104,7 @@ def _fake_results(root: Path) -> tuple[Path, Path, Path]:
     return toy, grid, uci
 
 
+@pytest.mark.float32  # a float32 model, as trained
 def test_cli_writes_report_twin_and_names_what_did_not_run(tmp_path: Path) -> None:
     params = _tiny_params(tmp_path / "n.yaml")
     toy, grid, uci = _fake_results(tmp_path)

@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from bnaf.toy import figure
 from matplotlib.image import imread
 from toy_tiny import tiny_toy_params
 
 from bnaf.cli import main
 from bnaf.core.config import load
 from bnaf.flows import load_flow
+from bnaf.toy import figure
 from bnaf.toy.params import ToyParams
 from bnaf.toy.plot import draw_panels
 

@@ -23,6 +23,9 @@ from bnaf.flows import load_flow
 from bnaf.uci.params import load_uci
 from bnaf.uci.train import load_splits, subset, train_run
 
+# The pipeline trains in float32 (HDF5 splits are float32): test it as it runs.
+pytestmark = pytest.mark.float32
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "params" / "quick" / "uci.yaml"
 

@@ -71,5 +71,5 @@ def test_table1_target_end_to_end(tmp_path: Path) -> None:
     assert (work / "reports" / "table1.csv").read_text().count(
         "\n"
     ) == 1 + 9 + 8  # header, published, ours
-    log = (work / "logs" / "train" / "power" / "L1_H2" / "seed0.log").read_text()
+    log = (work / "logs" / "uci_train" / "power" / "L1_H2" / "seed0.log").read_text()
     assert "epoch    2/2" in log and "done: best epoch" in log

@@ -18,6 +18,9 @@ from scipy.io import savemat
 from bnaf.cli import main
 from bnaf.data.images import FILES
 
+# The pipeline trains in float32 (HDF5 splits are float32): test it as it runs.
+pytestmark = pytest.mark.float32
+
 QUICK = Path(__file__).resolve().parents[1] / "params" / "quick" / "vae.yaml"
 
 

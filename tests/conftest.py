@@ -1,0 +1,45 @@
+"""Shared fixtures: paths of the checkout and its params, and a float64 default dtype.
+
+Every test runs with ``torch.get_default_dtype() == torch.float64`` (properties are checked in
+double precision, as in the conventions); a test that is about float32 behaviour (the
+pipeline's own training dtype) says so with ``@pytest.mark.float32``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "float32: keep torch's float32 default dtype")
+
+
+@pytest.fixture(autouse=True)
+def float64_default(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("float32"):
+        yield
+        return
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.fixture
+def root() -> Path:
+    """The checkout (Snakefile, params/, workflow/)."""
+    return ROOT
+
+
+@pytest.fixture(params=["quick", "paper"])
+def budget_params(request: pytest.FixtureRequest) -> Path:
+    """params/quick and params/paper in turn."""
+    return ROOT / "params" / request.param
