@@ -23,9 +23,8 @@ rule normalisation:
     log:
         "logs/normalisation/normalisation.log",
     params:
-        toy=lambda w: " ".join(r.target for r in toy.runs(TOY, "density", "bnaf")),
-        uci=lambda w: " ".join(UCI.datasets),
-    threads: NORM.threads
+        toy=lambda w: [r.target for r in toy.runs(TOY, "density", "bnaf")],
+        uci=lambda w: UCI.datasets,
     resources:
         mem_mb=NORM.resources["mem_mb"],
         runtime=NORM.resources["runtime"],

@@ -27,8 +27,6 @@ rule uci_train:
         "logs/uci_train/{dataset}/{config}/seed{seed}.log",
     wildcard_constraints:
         config=uci.CONFIG_PATTERN,
-    params:
-        out=uci.RUN,
     threads: UCI.resources.threads
     resources:
         mem_mb=UCI.resources.mem_mb,
@@ -37,7 +35,7 @@ rule uci_train:
     shell:
         "{PY_GPU} uci train --params {PARAMS}/uci.yaml --data {input.data} --dataset"
         " {wildcards.dataset} --config {wildcards.config} --seed {wildcards.seed}"
-        " --out {params.out} --threads {threads} >> {log} 2>&1"
+        " --out $(dirname {output.metrics}) --threads {threads} >> {log} 2>&1"
 
 
 rule uci_select:

@@ -23,8 +23,6 @@ rule vae_train:
         "logs/vae_train/{dataset}/{config}/seed{seed}.log",
     wildcard_constraints:
         config=vae.CONFIG_PATTERN,
-    params:
-        out=vae.RUN,
     threads: VAE.resources.threads
     resources:
         mem_mb=VAE.resources.mem_mb,
@@ -32,7 +30,8 @@ rule vae_train:
         gpu=VAE.resources.gpu,
     shell:
         "{PY_GPU} vae train --params {PARAMS}/vae.yaml --dataset {wildcards.dataset} --config"
-        " {wildcards.config} --seed {wildcards.seed} --status {input.status} --out {params.out}"
+        " {wildcards.config} --seed {wildcards.seed} --status {input.status}"
+        " --out $(dirname {output.metrics})"
         " >> {log} 2>&1"
 
 
