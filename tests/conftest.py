@@ -43,3 +43,14 @@ def root() -> Path:
 def budget_params(request: pytest.FixtureRequest) -> Path:
     """params/quick and params/paper in turn."""
     return ROOT / "params" / request.param
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small tensors: one thread avoids oversubscribing the shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -17,24 +17,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from params_edit import edit_params
 from toy_tiny import tiny_toy_params
 from uci_fixture import write_fixture_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 COPY = ("Snakefile", "workflow", "params", "bnaf", "dvc.yaml", ".dvcignore", ".gitignore")
-
-
-def _edit(path: Path, section: str, changes: dict) -> None:
-    data = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = data[section]
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> str:
@@ -59,9 +48,9 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             shutil.copy(src, work / name)
     quick = work / "params" / "quick"
     tiny_toy_params(quick / "toy.yaml", iterations=20, density={"targets": ["8gaussians"]})
-    _edit(quick / "toy.yaml", "toy", {"budget": "quick", "energy.targets": ["U1"]})
+    edit_params(quick / "toy.yaml", "toy", {"budget": "quick", "energy.targets": ["U1"]})
     md5 = write_fixture_archive(tmp_path / "mirror" / "data.tar.gz")
-    _edit(
+    edit_params(
         quick / "data.yaml",
         "data",
         {
@@ -72,12 +61,12 @@ def repo(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             "checksums": {"maf/data.tar.gz": f"md5:{md5}"},
         },
     )
-    _edit(
+    edit_params(
         quick / "uci.yaml",
         "uci",
         {"datasets": ["power"], "seeds": [0, 1], "train.max_epochs": 2, "grid.hidden_factor": [2]},
     )
-    _edit(
+    edit_params(
         quick / "normalisation.yaml",
         "normalisation",
         {

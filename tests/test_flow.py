@@ -47,15 +47,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    """The maths is checked in float64; the default is restored for other test modules."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def _ids(case: dict) -> str:
     return "-".join(str(v) for v in case.values())
 

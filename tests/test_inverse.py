@@ -22,14 +22,7 @@ from bnaf.flows import BNAF, BlockFlow
 from bnaf.flows.inverse import invert, invert_flow, is_onto
 from bnaf.flows.sampling import in_range, sample
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids oversubscribing the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 DIMS = [1, 2, 6, 21]

@@ -20,15 +20,9 @@ from bnaf.flows import BNAF, save_flow
 from bnaf.report.normalisation import base_mass, grid_integral
 from bnaf.report.report import load_part
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_base_mass_of_a_1d_flow_is_the_normal_mass_of_its_saturated_interval() -> None:
@@ -121,9 +115,7 @@ def test_cli_writes_report_twin_and_names_what_did_not_run(tmp_path: Path) -> No
     assert main([*argv, "--md", str(md), "--json", str(out)]) == 0
     twin = load_part(out)
     assert [t["dataset"] for t in twin["toy"]] == ["8gaussians"]
-    assert [(u["dataset"], u["config"], u["seed"]) for u in twin["uci"]] == [
-        ("power", "L1_H3", 0)
-    ]
+    assert [(u["dataset"], u["config"], u["seed"]) for u in twin["uci"]] == [("power", "L1_H3", 0)]
     assert {n["dataset"]: n["reason"] for n in twin["not_run"]} == {
         "checkerboard": "no trained model file was given (the training stage did not run)",
         "gas": "dataset unavailable: offline",

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from params_edit import edit_params
 from uci_synthetic import write_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +67,7 @@ def _workdir(tmp_path: Path, edit: dict[str, dict]) -> Path:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     for section, changes in edit.items():
-        path = tmp_path / "params" / "quick" / f"{section}.yaml"
-        data = yaml.safe_load(path.read_text())
-        for dotted, value in changes.items():
-            *parents, last = dotted.split(".")
-            node = data[section]
-            for key in parents:
-                node = node[key]
-            node[last] = value
-        path.write_text(yaml.safe_dump(data))
+        edit_params(tmp_path / "params" / "quick" / f"{section}.yaml", section, changes)
     return tmp_path
 
 

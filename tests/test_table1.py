@@ -141,8 +141,8 @@ def test_cli_select_and_table(tmp_path: Path) -> None:
         path.write_text(json.dumps(m))
         files.append(str(path))
     sel = tmp_path / "selection.json"
-    assert main(["uci", "select", "--params", str(QUICK), "--dataset", "power", "--metrics", *files,
-                 "--out", str(sel)]) == 0  # fmt: skip
+    argv = ["uci", "select", "--params", str(QUICK), "--dataset", "power", "--metrics", *files]
+    assert main([*argv, "--out", str(sel)]) == 0
     status = tmp_path / "gas.status.json"
     status.write_text(json.dumps({"dataset": "gas", "available": False, "reason": "offline"}))
     out = {k: tmp_path / f"table1.{k}" for k in ("md", "json", "csv")}

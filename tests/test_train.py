@@ -24,7 +24,7 @@ from bnaf.uci.params import load_uci
 from bnaf.uci.train import load_splits, subset, train_run
 
 # The pipeline trains in float32 (HDF5 splits are float32): test it as it runs.
-pytestmark = pytest.mark.float32
+pytestmark = [pytest.mark.float32, pytest.mark.usefixtures("one_thread")]
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "params" / "quick" / "uci.yaml"
@@ -39,14 +39,6 @@ def _params(**train):
 
 def _quiet(_line: str) -> None:
     pass
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -126,8 +126,8 @@ def test_registry_checksum_verification(tmp_path):
     md5 = "md5:" + hashlib.md5(path.read_bytes()).hexdigest()
     name = FILES["freyfaces"][0].name
     with pytest.raises(ChecksumError):  # the fixture is not the published file
-        registry.fetch("freyfaces", tmp_path / "raw", mirror, retries=0)
-    got = registry.fetch("freyfaces", tmp_path / "raw2", mirror, overrides={name: md5})
+        registry.fetch("freyfaces", tmp_path / "raw", mirror=mirror, retries=0)
+    got = registry.fetch("freyfaces", tmp_path / "raw2", mirror=mirror, overrides={name: md5})
     assert load_images("freyfaces", got.paths, seed=1).train.shape == (1565, 1, 28, 20)
 
 

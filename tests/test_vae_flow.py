@@ -9,15 +9,6 @@ from bnaf.flows import BlockFlow
 from bnaf.flows.amortised import AmortisedBlockFlow, AmortisedBNAF
 from bnaf.vae.model import VAE
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 CASES = [
     (3, 1, 1, 2, "gated"),
     (4, 2, 1, 3, "normal"),

@@ -13,15 +13,21 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from bnaf.core.errors import BnafError
 
 __all__ = [
     "atomic_path",
-    "atomic_write_text",
-    "atomic_write_json",
     "atomic_torch_save",
+    "atomic_write_json",
+    "atomic_write_text",
+    "load_module",
     "read_json",
+    "save_module",
 ]
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -74,6 +80,34 @@ def atomic_torch_save(obj: Any, path: str | Path, save: Callable[..., None] | No
 
     with atomic_path(path) as tmp:
         (save or torch.save)(obj, tmp)
+
+
+def save_module(module: Any, path: str | Path, **extra: object) -> None:
+    r"""Save a module that describes itself (its ``config``: the constructor's keyword
+    arguments) atomically as ``{"config", "state_dict", **extra}``."""
+    atomic_torch_save({"config": module.config, "state_dict": module.state_dict(), **extra}, path)
+
+
+def load_module(cls: type[T], path: str | Path) -> tuple[T, dict[str, Any]]:
+    r"""Rebuild a module saved by :func:`save_module` as ``cls(**config)`` on the CPU, with the
+    ``extra`` it was saved with. Read with ``weights_only=True`` (no code can run); any
+    failure is one :class:`~bnaf.core.errors.BnafError` naming the file."""
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise BnafError(f"{path}: no such model file") from None
+    except Exception as exc:  # truncated, not a torch file, or holding code
+        raise BnafError(f"{path}: not a readable model file ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
+        raise BnafError(f"{path}: not a saved {cls.__name__} (expected 'config' and 'state_dict')")
+    try:
+        module = cls(**blob["config"])
+        module.load_state_dict(blob["state_dict"])  # type: ignore[attr-defined]
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise BnafError(f"{path}: {cls.__name__} does not fit its saved config ({exc})") from None
+    return module, {k: v for k, v in blob.items() if k not in ("config", "state_dict")}
 
 
 def read_json(path: str | Path) -> Any:

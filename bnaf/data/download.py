@@ -53,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
         fetched = fetch(
             spec.name,
             raw_dir,
-            mirrors(args.mirror, params),
-            params.checksums,
-            params.retries,
-            params.timeout_s,
-            params.urls,
+            mirror=mirrors(args.mirror, params),
+            overrides=params.checksums,
+            retries=params.retries,
+            timeout=params.timeout_s,
+            urls=params.urls,
         )
     except DataUnavailable as exc:
         if not args.status:

@@ -28,7 +28,7 @@ Adding a dataset (in the family's own module)::
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 from bnaf.data.fetch import DatasetSpec, Fetched
@@ -84,14 +84,6 @@ def get(name: str) -> DatasetSpec:
     return REGISTRY[name]
 
 
-def fetch(
-    name: str,
-    raw_dir: str | Path,
-    mirror: str | Path | Sequence[str | Path] | None = None,
-    overrides: Mapping[str, str] | None = None,
-    retries: int = 3,
-    timeout: float = 60.0,
-    urls: Mapping[str, Sequence[str]] | None = None,
-) -> Fetched:
-    """Fetch and verify dataset ``name`` (see :func:`bnaf.data.fetch.fetch`)."""
-    return _fetch(get(name), raw_dir, mirror, overrides, retries, timeout, urls)
+def fetch(name: str, raw_dir: str | Path, **options: Any) -> Fetched:
+    """Fetch and verify dataset ``name``; ``options`` as :func:`bnaf.data.fetch.fetch`'s."""
+    return _fetch(get(name), raw_dir, **options)

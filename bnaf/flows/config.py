@@ -14,7 +14,19 @@ from typing import Any, Literal
 
 from bnaf.core.config import between
 
-__all__ = ["FlowConfig"]
+__all__ = ["DEFAULTS", "FlowConfig"]
+
+#: the defaults of :class:`bnaf.flows.model.BNAF` (the authors' density-estimation model)
+DEFAULTS: dict[str, Any] = dict(
+    flows=5,
+    layers=1,
+    hidden_factor=10,
+    residual="gated",
+    activation="tanh",
+    permutation="flip",
+    init="authors",
+    final_residual=False,
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +53,15 @@ class FlowConfig:
     permutation: Literal["flip", "random"]
     init: Literal["authors", "paper"]
     final_residual: bool
+
+    @classmethod
+    def of(cls, **options: Any) -> FlowConfig:
+        r"""A config from keywords, each missing one at :data:`DEFAULTS` (``BNAF``'s defaults);
+        an unknown keyword is a ``TypeError`` naming it."""
+        unknown = set(options) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown flow option(s) {sorted(unknown)}; expected {list(DEFAULTS)}")
+        return cls(**{**DEFAULTS, **options})
 
     def kwargs(self) -> dict[str, Any]:
         """The fields as keyword arguments of ``BNAF(dim, **kwargs)``."""

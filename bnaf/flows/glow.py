@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from bnaf.core.io import load_module, save_module
 from bnaf.core.stats import standard_normal_log_prob
 
 __all__ = ["Glow", "GlowStep", "load_glow", "save_glow"]
-
 
 
 class GlowStep(nn.Module):
@@ -97,13 +97,8 @@ class Glow(nn.Module):
 
 
 def save_glow(model: Glow, path: str | Path, **extra: object) -> None:
-    from bnaf.core.io import atomic_torch_save
-
-    atomic_torch_save({"config": model.config, "state_dict": model.state_dict(), **extra}, path)
+    save_module(model, path, **extra)
 
 
 def load_glow(path: str | Path) -> Glow:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    model = Glow(**blob["config"])
-    model.load_state_dict(blob["state_dict"])
-    return model
+    return load_module(Glow, path)[0]

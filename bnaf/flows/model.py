@@ -16,8 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_torch_save
+from bnaf.core.io import load_module, save_module
 from bnaf.core.stats import standard_normal_log_prob
 from bnaf.flows.config import FlowConfig
 from bnaf.flows.inverse import invert_checked
@@ -70,7 +69,14 @@ class BNAF(nn.Module):
     ):
         super().__init__()
         flow = FlowConfig(
-            flows, layers, hidden_factor, residual, activation, permutation, init, final_residual  # type: ignore[arg-type]
+            flows,
+            layers,
+            hidden_factor,
+            residual,
+            activation,
+            permutation,
+            init,
+            final_residual,  # type: ignore[arg-type]
         )
         #: constructor arguments, so a saved model describes itself (see :func:`save_flow`).
         self.config = dict(dim=dim, **flow.kwargs(), seed=seed)
@@ -114,7 +120,7 @@ class BNAF(nn.Module):
 
 def save_flow(model: BNAF, path: str | Path, **extra: object) -> None:
     r"""Save ``model`` atomically as ``{"config", "state_dict", **extra}`` (self-describing)."""
-    atomic_torch_save({"config": model.config, "state_dict": model.state_dict(), **extra}, path)
+    save_module(model, path, **extra)
 
 
 def load_flow(path: str | Path, map_location: str | torch.device = "cpu") -> BNAF:
@@ -126,24 +132,7 @@ def load_flow_meta(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[BNAF, dict[str, object]]:
     r"""Rebuild a :class:`BNAF` saved by :func:`save_flow`, with the ``extra`` it was saved
-    with (``dataset``, ``seed``, ``target``, ...).
-
-    Read with ``weights_only=True`` (no code can run) onto the CPU, then moved; any failure
-    is one :class:`~bnaf.core.errors.BnafError` naming the file.
+    with (``dataset``, ``seed``, ``target``, ...); read safely (:func:`bnaf.core.io.load_module`).
     """
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BnafError(f"{path}: no such model file") from None
-    except Exception as exc:  # truncated, not a torch file, or holding code
-        raise BnafError(f"{path}: not a readable model file ({type(exc).__name__})") from None
-    if not isinstance(blob, dict) or not {"config", "state_dict"} <= set(blob):
-        raise BnafError(f"{path}: not a B-NAF model (expected 'config' and 'state_dict')")
-    try:
-        config = dict(blob["config"])
-        model = BNAF(config.pop("dim"), **config)
-        model.load_state_dict(blob["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise BnafError(f"{path}: model does not match its config ({exc})") from None
-    meta = {k: v for k, v in blob.items() if k not in ("config", "state_dict")}
+    model, meta = load_module(BNAF, path)
     return model.to(map_location), meta

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bnaf.core.io import load_module, save_module
 from bnaf.core.stats import standard_normal_log_prob
 
 __all__ = ["PlanarFlow", "load_planar", "save_planar"]
-
 
 
 class PlanarFlow(nn.Module):
@@ -98,13 +98,8 @@ class PlanarFlow(nn.Module):
 
 
 def save_planar(model: PlanarFlow, path: str | Path, **extra: object) -> None:
-    from bnaf.core.io import atomic_torch_save
-
-    atomic_torch_save({"config": model.config, "state_dict": model.state_dict(), **extra}, path)
+    save_module(model, path, **extra)
 
 
 def load_planar(path: str | Path) -> PlanarFlow:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    model = PlanarFlow(**blob["config"])
-    model.load_state_dict(blob["state_dict"])
-    return model
+    return load_module(PlanarFlow, path)[0]

@@ -22,7 +22,6 @@ from bnaf.flows.inverse import invert
 __all__ = ["batched", "bnaf_sampler_log_prob_grid", "coverage"]
 
 
-
 @torch.no_grad()
 def batched(fn, x: Tensor, size: int = 65536) -> Tensor:
     r"""``fn`` applied to ``x`` in chunks of ``size`` rows, concatenated."""

@@ -7,7 +7,9 @@ The one place the naming scheme exists: a run is ``results/toy/<kind>/<target>/<
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from bnaf.core.runs import Run
 from bnaf.toy.params import ToyParams
 
 __all__ = ["FIGURES", "KINDS", "MODELS", "RUN", "ToyRun", "runs"]
@@ -21,14 +23,11 @@ FIGURES: dict[str, str] = {"figure2": "density", "figure3": "energy"}
 
 
 @dataclass(frozen=True)
-class ToyRun:
+class ToyRun(Run):
+    PATTERN: ClassVar[str] = RUN
     kind: str
     target: str
     model: str
-
-    @property
-    def path(self) -> str:
-        return RUN.format(kind=self.kind, target=self.target, model=self.model)
 
 
 def runs(params: ToyParams, kind: str | None = None, model: str | None = None) -> list[ToyRun]:
@@ -36,7 +35,5 @@ def runs(params: ToyParams, kind: str | None = None, model: str | None = None) -
     out = []
     for k in KINDS if kind is None else (kind,):
         exp = params.density if k == "density" else params.energy
-        out += [
-            ToyRun(k, t, m) for t in exp.targets for m in exp.models if model in (None, m)
-        ]
+        out += [ToyRun(k, t, m) for t in exp.targets for m in exp.models if model in (None, m)]
     return out

@@ -38,7 +38,6 @@ from bnaf.toy.runs import MODELS
 __all__ = ["add_arguments", "run", "train"]
 
 
-
 def train(model: torch.nn.Module, loss_fn, opt: Optimiser, log_every: int) -> list[dict]:
     r"""Minimise ``loss_fn(step)`` with the authors' recipe: Adam (AMSGrad) or RMSProp, gradient
     norm clipping, ``ReduceLROnPlateau`` on the training loss (``toy2d.py``)."""

@@ -87,4 +87,3 @@ class UciParams:
 
 def load_uci(path: str | Path) -> UciParams:
     return load(path, UciParams, section="uci")
-

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from bnaf.core.errors import BnafError
+from bnaf.core.runs import Run
 from bnaf.flows.config import FlowConfig
 from bnaf.uci.params import UciParams
 
@@ -36,14 +38,11 @@ CONFIG_PATTERN = r"L\d+_H\d+"
 
 
 @dataclass(frozen=True)
-class UciRun:
+class UciRun(Run):
+    PATTERN: ClassVar[str] = RUN
     dataset: str
     config: str
     seed: int
-
-    @property
-    def path(self) -> str:
-        return RUN.format(dataset=self.dataset, config=self.config, seed=self.seed)
 
 
 def config_name(layers: int, hidden_factor: int) -> str:

@@ -23,7 +23,6 @@ from bnaf.core.stats import LOG_2PI
 __all__ = ["negative_elbo", "importance_nll"]
 
 
-
 @torch.no_grad()
 def negative_elbo(
     model: nn.Module, data: Tensor, batch_size: int = 100, beta: float = 1.0

@@ -72,4 +72,3 @@ def load_vae(path: str | Path) -> VaeParams:
     if missing:
         raise BnafError(f"{path}: nll_samples has no entry for {', '.join(missing)}")
     return params
-

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from bnaf.core.errors import BnafError
+from bnaf.core.runs import Run
 from bnaf.flows.config import FlowConfig
 from bnaf.vae.params import FlowShape, VaeParams
 
@@ -37,14 +39,11 @@ CONFIG_PATTERN = r"vae|bnaf-K\d+-H\d+d"
 
 
 @dataclass(frozen=True)
-class VaeRun:
+class VaeRun(Run):
+    PATTERN: ClassVar[str] = RUN
     dataset: str
     config: str
     seed: int
-
-    @property
-    def path(self) -> str:
-        return RUN.format(dataset=self.dataset, config=self.config, seed=self.seed)
 
 
 def config_name(shape: FlowShape | None) -> str:

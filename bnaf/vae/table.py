@@ -32,7 +32,6 @@ _TITLES = {"mnist": "MNIST", "freyfaces": "Freyfaces", "omniglot": "Omniglot",
            "caltech101": "Caltech 101"}  # fmt: skip
 
 
-
 def metrics_paths(params: VaeParams, results: Path, dataset: str) -> dict[str, list[Path]]:
     """config -> the metrics files of its seeds, as listed by the params (:mod:`bnaf.vae.runs`)."""
     out: dict[str, list[Path]] = {}

@@ -41,6 +41,7 @@ from bnaf.vae.runs import flow_config
 
 __all__ = ["add_arguments", "build_model", "run", "warmup_beta"]
 
+
 def warmup_beta(epoch: int, warmup: int, max_beta: float) -> float:
     r"""KL weight of epoch ``epoch`` (1-based), as in the Sylvester code."""
     return min(epoch / max(warmup, 1), max_beta)
