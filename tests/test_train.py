@@ -200,7 +200,8 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path: Path, data: Path)
               log=_quiet)  # fmt: skip
     lines = []
     m = train_run(_params(max_epochs=3, lr=0.02), data, "toy", "L1_H4", 0, out, log=lines.append)
-    assert any("ignoring" in line for line in lines) and m["resumes"] == 0
+    assert any("starting afresh" in line for line in lines) and m["resumes"] == 0
+    assert list(out.glob("checkpoint.*.stale.pt")), "the old checkpoint is kept beside"
 
 
 def test_bad_inputs_give_one_line_errors(tmp_path: Path, data: Path, capsys) -> None:

@@ -12,7 +12,6 @@ Polyak-averaged model exactly on the validation and test splits and writes ``met
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,9 +19,10 @@ from typing import Any
 
 import torch
 
+from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock, tensor_digest
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_torch_save, atomic_write_json
+from bnaf.core.io import atomic_write_json
 from bnaf.core.runtime import environment_info, resolve_device
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import count_parameters, save_flow
@@ -31,13 +31,15 @@ from bnaf.uci.params import UciParams, load_uci
 from bnaf.uci.runs import flow_config
 from bnaf.uci.trainer import Trainer
 
-__all__ = ["load_splits", "train_run", "add_arguments", "run"]
+__all__ = ["add_arguments", "load_splits", "run", "run_fingerprint", "train_run"]
 
 SPLITS = ("train", "validation", "test")
 
 
-def load_splits(path: str | Path) -> dict[str, torch.Tensor]:
-    r"""The float32 ``train``/``validation``/``test`` arrays of a prepared HDF5 file."""
+def load_splits(path: str | Path, dataset: str | None = None) -> dict[str, torch.Tensor]:
+    r"""The float32 ``train``/``validation``/``test`` arrays of a prepared HDF5 file, checked:
+    the file says it holds ``dataset`` (when given), the splits are non-empty 2-D arrays of one
+    width, and every value is finite (a bad value is named by split and row)."""
     import h5py
 
     path = Path(path)
@@ -48,12 +50,19 @@ def load_splits(path: str | Path) -> dict[str, torch.Tensor]:
             missing = [s for s in SPLITS if s not in f]
             if missing:
                 raise BnafError(f"{path}: missing dataset(s) {', '.join(missing)}")
+            holds = f.attrs.get("dataset")
             out = {s: torch.from_numpy(f[s][...]).float() for s in SPLITS}
-    except OSError as exc:
-        raise BnafError(f"{path}: not a readable HDF5 file ({exc})") from exc
+    except (OSError, ValueError, TypeError) as exc:
+        raise BnafError(f"{path}: not a readable prepared HDF5 file ({exc})") from None
+    if dataset is not None and holds is not None and str(holds) != dataset:
+        raise BnafError(f"{path}: holds dataset {str(holds)!r}, not {dataset!r}")
     dims = {x.shape[1] if x.ndim == 2 else None for x in out.values()}
     if len(dims) != 1 or None in dims or any(len(x) == 0 for x in out.values()):
         raise BnafError(f"{path}: splits must be non-empty 2-D arrays of one width")
+    for split, x in out.items():
+        bad = (~torch.isfinite(x)).any(1).nonzero()
+        if len(bad):
+            raise BnafError(f"{path}: split {split!r} has a non-finite value in row {int(bad[0])}")
     return out
 
 
@@ -70,21 +79,16 @@ def subset(x: torch.Tensor, size: int | float | None) -> torch.Tensor:
     return x[index]
 
 
-def fingerprint(params: UciParams, splits: dict[str, torch.Tensor], **run: Any) -> str:
-    r"""What a checkpoint must agree with to be resumed: the data, the training code and every
-    setting that changes the trajectory (not device, threads or bookkeeping)."""
-    h = hashlib.sha256()
-    # The code that shapes the trajectory: after an edit, a run starts afresh.
-    root = Path(__file__).parent.parent
-    for module in ("flows/layers.py", "flows/logjac.py", "flows/model.py", "core/optim.py",
-                   "uci/trainer.py", "uci/train.py"):  # fmt: skip
-        h.update((root / module).read_bytes())
-    for s in SPLITS:
-        h.update(splits[s].numpy().tobytes())
+def run_fingerprint(
+    params: UciParams, splits: dict[str, torch.Tensor], device: torch.device, **run: Any
+) -> str:
+    r"""What a checkpoint must agree with to be resumed (:mod:`bnaf.core.checkpoint`): the
+    data, the code of the training path, the device type and every setting that changes the
+    trajectory (not threads or bookkeeping)."""
     skip = {"device", "threads", "keep_checkpoint", "eval_batch_size"}
     train = {k: v for k, v in asdict(params.train).items() if k not in skip}
-    h.update(repr((sorted(run.items()), asdict(params.flow), sorted(train.items()))).encode())
-    return h.hexdigest()
+    settings = {"run": run, "flow": asdict(params.flow), "train": train, "device": device.type}
+    return fingerprint(settings, tensor_digest(*splits.values()), [__name__])
 
 
 def cpu_model() -> str:
@@ -131,22 +135,18 @@ def train_run(
     layers, hidden_factor = flow.layers, flow.hidden_factor
     tp = params.train
     dev = resolve_device(device or tp.device)
-    splits = load_splits(data)
-    key = fingerprint(params, splits, dataset=dataset, layers=layers, hf=hidden_factor, seed=seed)
+    splits = load_splits(data, dataset)
+    key = run_fingerprint(params, splits, dev, dataset=dataset, config=config, seed=seed)
     x_train = subset(splits["train"], tp.train_subset).to(dev)
     x_val, x_test = splits["validation"].to(dev), splits["test"].to(dev)
     trainer = Trainer(x_train, x_val, flow, seed, tp, dev, log=log)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt = Checkpoint(out, key, log)
     wall_before, resumes = 0.0, 0
-    if ckpt_path.is_file():
-        # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest.
-        blob = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if blob.get("fingerprint") == key:
-            trainer.restore(blob["state"])
-            wall_before, resumes = blob["wall_s"], blob["resumes"] + 1
-            log(f"resumed from {ckpt_path} at epoch {trainer.epoch}")
-        else:
-            log(f"ignoring {ckpt_path}: written for other data or settings; starting afresh")
+    blob = ckpt.load()
+    if blob is not None:
+        trainer.restore(blob["state"])
+        wall_before, resumes = blob["wall_s"], blob["resumes"] + 1
+        log(f"resumed from {ckpt.path} at epoch {trainer.epoch}")
     log(
         f"{dataset} {config} seed {seed}: d={x_train.shape[1]}, train={len(x_train)}, "
         f"validation={len(x_val)}, test={len(x_test)}, device={dev}, budget={params.budget}"
@@ -167,8 +167,7 @@ def train_run(
         )
         snap = trainer.snapshot()
         wall = wall_before + time.perf_counter() - start
-        blob = {"fingerprint": key, "state": snap, "wall_s": wall, "resumes": resumes}
-        atomic_torch_save(blob, ckpt_path)
+        ckpt.save(snap, wall_s=wall, resumes=resumes)
 
     if trainer.best is None:
         raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")
@@ -217,8 +216,7 @@ def train_run(
     }
     save_flow(model, out / "model.pt", dataset=dataset, seed=seed, weights="polyak_average")
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-    if not tp.keep_checkpoint:
-        ckpt_path.unlink(missing_ok=True)
+    ckpt.finish(keep=tp.keep_checkpoint)
     log(
         f"done: best epoch {trainer.best_epoch}, validation LL {validation['log_likelihood']:.4f}"
         f" +- {validation['stderr']:.4f}, test LL {test['log_likelihood']:.4f}"
@@ -243,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else params.train.threads
     if threads > 0:
         torch.set_num_threads(threads)
-    train_run(
-        params, args.data, args.dataset, args.config, args.seed, args.out, args.device,
-        log=lambda line: print(line, flush=True),
-    )  # fmt: skip
+    with run_lock(args.out):
+        train_run(
+            params, args.data, args.dataset, args.config, args.seed, args.out, args.device,
+            log=lambda line: print(line, flush=True),
+        )  # fmt: skip
     return 0

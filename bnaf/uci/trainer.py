@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bnaf.core.checkpoint import rng_state, set_rng_state
 from bnaf.core.errors import BnafError
 from bnaf.core.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
@@ -34,25 +35,6 @@ __all__ = ["Trainer", "batch_loss", "rng_state", "set_rng_state"]
 def batch_loss(model: BNAF, x: Tensor) -> Tensor:
     r"""Mean negative log-likelihood of a batch (Eq. 1)."""
     return -model.log_prob(x).mean()
-
-
-def rng_state() -> dict[str, Any]:
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -130,8 +112,7 @@ class Trainer:
             "weights": self.weights(),
             "best": copy.deepcopy(self.best),
             "schedule": self.schedule.state_dict(),
-            "generator": self.generator.get_state(),
-            "rng": rng_state(),
+            "rng": rng_state(self.generator),
             **copy.deepcopy(
                 {k: getattr(self, k) for k in ("epoch", "finished", "stop_reason", "history")}
             ),
@@ -149,8 +130,7 @@ class Trainer:
         self.load_weights(snap["weights"])
         self.best = copy.deepcopy(snap["best"])
         self.schedule.load_state_dict(snap["schedule"])
-        self.generator.set_state(snap["generator"])
-        set_rng_state(snap["rng"])
+        set_rng_state(snap["rng"], self.generator)
         for key in ("epoch", "finished", "stop_reason", "history", "nonfinite_events"):
             setattr(self, key, copy.deepcopy(snap[key]))
         for key in ("best_epoch", "best_validation", "train_s", "samples_seen"):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from bnaf.core.checkpoint import (
+    Checkpoint,
+    fingerprint,
+    rng_state,
+    run_lock,
+    set_rng_state,
+    tensor_digest,
+)
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
@@ -39,7 +46,7 @@ from bnaf.vae.model import VAE
 from bnaf.vae.params import VaeParams, load_vae
 from bnaf.vae.runs import flow_config
 
-__all__ = ["add_arguments", "build_model", "run", "warmup_beta"]
+__all__ = ["add_arguments", "build_model", "run", "run_fingerprint", "train", "warmup_beta"]
 
 
 def warmup_beta(epoch: int, warmup: int, max_beta: float) -> float:
@@ -62,23 +69,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="results/vae/<dataset>/<config>/seed<k>")
 
 
-def _rng_state(gen: torch.Generator) -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
-        "data": gen.get_state(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any], gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    gen.set_state(state["data"])
+def run_fingerprint(
+    params: VaeParams, args: argparse.Namespace, x: dict[str, torch.Tensor], device: torch.device
+) -> str:
+    r"""What a checkpoint must agree with to be resumed (:mod:`bnaf.core.checkpoint`): the data
+    (the subsets trained and validated on), the code of the training path, the device type and
+    every param that changes the trajectory (evaluation-only keys left out)."""
+    skip = {"nll_samples", "nll_chunk", "eval_batch", "test_subset", "device", "resources"}
+    settings = {k: v for k, v in to_dict(params).items() if k not in skip}
+    settings |= {"dataset": args.dataset, "config": args.config, "seed": args.seed}
+    settings["device"] = device.type
+    return fingerprint(settings, tensor_digest(x["train"], x["valid"]), [__name__])
 
 
 def run(args: argparse.Namespace) -> int:
+    with run_lock(args.out):
+        return train(args)
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    r"""Train (or continue) one run of ``args`` and evaluate it (see the module docstring)."""
     params = load_vae(args.params)
     status = read_json(args.status)
     if not status.get("available"):
@@ -93,16 +107,16 @@ def run(args: argparse.Namespace) -> int:
     optimiser = torch.optim.Adamax(model.parameters(), lr=params.lr, eps=params.adamax_eps)
     gen = torch.Generator().manual_seed(args.seed)  # batch order and dynamic binarisation
     out = Path(args.out)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt = Checkpoint(out, run_fingerprint(params, args, x, device), log)
     state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "patience": 0}
     state.update(history=[], finished=False, train_seconds=0.0, best_state=None)
-    if ckpt_path.exists():
-        blob = torch.load(ckpt_path, map_location=device, weights_only=False)
+    blob = ckpt.load()
+    if blob is not None:  # on the CPU; load_state_dict places the tensors on the device
         model.load_state_dict(blob["model"])
         optimiser.load_state_dict(blob["optimizer"])
         state = blob["state"]
-        _set_rng_state(blob["rng"], gen)
-        print(f"resuming {out} after epoch {state['epoch']}", flush=True)
+        set_rng_state(blob["rng"], gen)
+        log(f"resuming {out} after epoch {state['epoch']}")
     n = x["train"].shape[0]
     while not state["finished"]:
         epoch = state["epoch"] + 1
@@ -126,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
             raise BnafError(f"{out}: validation loss became {val} at epoch {epoch}")
         if val < state["best_val"]:
             state.update(best_val=val, best_epoch=epoch, patience=0)
-            state["best_state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            state["best_state"] = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+            }
         elif params.early_stopping_epochs > 0 and epoch >= params.warmup_epochs:
             state["patience"] += 1
         stop = state["patience"] > params.early_stopping_epochs > 0
@@ -136,14 +152,16 @@ def run(args: argparse.Namespace) -> int:
         state["history"].append(
             dict(epoch=epoch, beta=beta, train=total / n, valid=val, cpu_s=cpu, wall_s=wall)
         )
-        blob = {"model": model.state_dict(), "optimizer": optimiser.state_dict()}
-        atomic_torch_save({**blob, "state": state, "rng": _rng_state(gen)}, ckpt_path)
+        # the best state is kept on the CPU: a copy of the weights, not device memory
+        ckpt.save(state, model=model.state_dict(), optimizer=optimiser.state_dict(),
+                  rng=rng_state(gen))  # fmt: skip
         print(
             f"epoch {epoch:4d} beta {beta:.3f} train {total / n:9.3f} valid {val:9.3f} "
             f"best {state['best_val']:9.3f}@{state['best_epoch']} {n / wall:7.1f} img/s",
             flush=True,
         )
     _evaluate(args, params, model, state, data, x, device)
+    ckpt.finish(keep=False)
     return 0
 
 
