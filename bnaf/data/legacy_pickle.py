@@ -1,13 +1,13 @@
 r"""Read a pandas DataFrame pickled by an old pandas (GAS's ``ethylene_CO.pickle``, 2017).
 
-``pandas.read_pickle`` only promises to read pickles from pandas >= 1.0; the MAF archive's
-GAS file predates that. :func:`read_dataframe_pickle` tries ``pandas.read_pickle`` first and,
-when that fails, reads the pickle with a restricted unpickler that never imports pandas
-classes: every ``pandas.*`` global becomes an inert stand-in that records its arguments and
-state. The frame is then rebuilt from what a DataFrame's pickle has always held (pandas
-0.14.1 onwards): its block manager's axes (column labels, row index) and blocks (a 2-D array
-per dtype plus the column positions it fills). Only numpy and a few builtins are allowed as
-real globals, so the file cannot run code.
+``pandas.read_pickle`` only promises to read pickles from pandas >= 1.0; the MAF archive's GAS
+file predates that, and an unrestricted unpickler would run any code a crafted file names.
+:func:`read_dataframe_pickle` therefore reads every pickle with a restricted unpickler that
+never imports pandas classes: every ``pandas.*`` global becomes an inert stand-in that records
+its arguments and state. The frame is then rebuilt from what a DataFrame's pickle has always
+held (pandas 0.14.1 onwards; pandas 2's reduced form too): its block manager's axes (column
+labels, row index) and blocks (a 2-D array per dtype plus the column positions it fills). Only
+numpy and a few builtins are allowed as real globals, so the file cannot run code.
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ def _index_values(ix: Any) -> np.ndarray:
     if isinstance(ix, _Stub) and ix.args and isinstance(ix.args[-1], dict):
         d = ix.args[-1]
         if "data" in d:
-            return np.asarray(d["data"])
+            data = d["data"]
+            if isinstance(data, _Stub) and isinstance(data.state, tuple):  # an extension array
+                data = next((x for x in data.state if isinstance(x, np.ndarray)), data)
+            return np.asarray(data)
         if {"start", "stop"} <= set(d):  # RangeIndex
             return np.arange(d["start"], d["stop"], d.get("step", 1))
     if isinstance(ix, _Stub) and isinstance(
@@ -117,6 +120,12 @@ def read_legacy_dataframe(path: str | Path) -> Any:
     if not (isinstance(top, _Stub) and isinstance(top.state, dict)):
         raise BnafError(f"{path}: not a pickled pandas DataFrame (found {_qual(top)})")
     mgr = top.state.get("_data", top.state.get("_mgr"))
+    if isinstance(mgr, _Stub) and mgr.state is None and len(mgr.args) == 2:
+        # pandas >= 2: BlockManager(blocks, axes), each block _unpickle_block(values, locs, ndim)
+        blocks_, axes = mgr.args
+        columns = _index_values(axes[0])
+        blocks = [(b.args[0], b.args[1]) for b in blocks_ if isinstance(b, _Stub) and b.args]
+        return _frame(path, pd, columns, len(_index_values(axes[1])), blocks)
     if not isinstance(mgr, _Stub) or not isinstance(mgr.state, tuple) or len(mgr.state) < 3:
         raise BnafError(f"{path}: the pickled frame has no block manager state")
     st = mgr.state
@@ -131,7 +140,11 @@ def read_legacy_dataframe(path: str | Path) -> Any:
         blocks = [
             (v, [where[c] for c in _index_values(it).tolist()]) for v, it in zip(values, items)
         ]
-    n_rows = len(_index_values(axes[1]))
+    return _frame(path, pd, columns, len(_index_values(axes[1])), blocks)
+
+
+def _frame(path: Any, pd: Any, columns: np.ndarray, n_rows: int, blocks: list) -> Any:
+    """A DataFrame from blocks of ``(values, column positions)``."""
     cols: dict[int, np.ndarray] = {}
     for values, locs in blocks:
         values = np.asarray(values)
@@ -155,13 +168,7 @@ def read_dataframe_pickle(path: str | Path) -> Any:
     import pandas as pd
 
     path = Path(path)
-    try:
-        frame = pd.read_pickle(path)
-        if isinstance(frame, pd.DataFrame):
-            return frame.reset_index(drop=True)
-    except Exception:  # old layouts fail in many ways; the fallback below decides
-        pass
-    try:
+    try:  # never pandas.read_pickle: an unrestricted unpickler runs whatever the file says
         return read_legacy_dataframe(path)
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise BnafError(

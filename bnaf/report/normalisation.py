@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         ],
         "environment": environment_info(device),
     }
-    atomic_write_json(args.json, result)
     atomic_write_text(args.md, _markdown(result))
+    atomic_write_json(args.json, result)  # last: the JSON twin is the part's commit point
     print(f"wrote {args.md} and {args.json}")
     return 0

@@ -191,7 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
     md, twin = build(params, _read(args.density, "density"), _read(args.energy, "energy"))
-    atomic_write_json(args.json, twin)
     atomic_write_text(args.md, md)
+    atomic_write_json(args.json, twin)  # last: the JSON twin is the part's commit point
     print(f"wrote {args.md} and {args.json}")
     return 0

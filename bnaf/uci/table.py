@@ -253,8 +253,8 @@ def run(args: argparse.Namespace) -> int:
     )
     table["selection_files"] = list(args.selections)
     md, text = render(table)
-    atomic_write_json(args.json, table)
     atomic_write_text(args.csv, text)
     atomic_write_text(args.md, md)
+    atomic_write_json(args.json, table)  # last: the JSON twin is the part's commit point
     print(f"wrote {args.md}: {len(table['results'])} dataset(s) run, {len(table['not_run'])} not")
     return 0
