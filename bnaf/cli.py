@@ -104,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     except BnafError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, a read-only folder, a vanished file: name the path
+        where = exc.filename or "?"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

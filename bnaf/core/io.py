@@ -110,5 +110,23 @@ def load_module(cls: type[T], path: str | Path) -> tuple[T, dict[str, Any]]:
     return module, {k: v for k, v in blob.items() if k not in ("config", "state_dict")}
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> Any:
+    r"""Read a JSON file; a missing, unreadable or malformed file (or an object without one of
+    ``keys``) is one :class:`~bnaf.core.errors.BnafError` naming the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise BnafError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BnafError(f"{path}: cannot read it ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BnafError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if keys:
+        if not isinstance(data, dict):
+            raise BnafError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        missing = [k for k in keys if k not in data]
+        if missing:
+            raise BnafError(f"{path}: missing key(s) {', '.join(missing)}")
+    return data

@@ -10,6 +10,8 @@ models"). The inputs are the explicit list of ``metrics.json`` files the params 
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from bnaf.flows.count import naf_counts
 from bnaf.uci.params import load_uci
 from bnaf.uci.published import DIMENSIONS, NAF_PUBLISHED, PUBLISHED_RATIOS
 
-__all__ = ["mean_std", "select", "add_arguments", "run"]
+__all__ = ["add_arguments", "mean_std", "read_metrics", "run", "select"]
 
 
 def mean_std(values: list[float], ddof: int) -> tuple[float, float | None]:
@@ -133,6 +135,27 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
     }
 
 
+_KEYS = ("dataset", "config", "seed", "budget", "layers", "hidden_factor", "validation", "test",
+         "parameters")  # fmt: skip
+
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    r"""A run's ``metrics.json``, checked: the keys selection reads, finite log-likelihoods,
+    and, in a run folder (``.../<config>/seed<k>/``), the config and seed the folder names (a
+    file copied into another run's slot is refused)."""
+    m = read_json(path, _KEYS)
+    for split in ("validation", "test"):
+        ll = m[split].get("log_likelihood") if isinstance(m[split], dict) else None
+        if not isinstance(ll, int | float) or not math.isfinite(ll):
+            raise BnafError(f"{path}: {split}.log_likelihood is {ll!r}, not a finite number")
+    parts = Path(path).parts
+    if len(parts) >= 3 and re.fullmatch(r"seed\d+", parts[-2]):  # the dataset: see select()
+        found = (m["config"], f"seed{m['seed']}")
+        if found != tuple(parts[-3:-1]):
+            raise BnafError(f"{path}: holds the run {'/'.join(map(str, found))}, not its folder's")
+    return m
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", required=True, help="params/<budget>/uci.yaml")
     parser.add_argument("--dataset", required=True)
@@ -145,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.metrics if not Path(p).is_file()]
     if missing:
         raise BnafError(f"metrics file(s) not found: {', '.join(missing)}")
-    result = select([read_json(p) for p in args.metrics], args.dataset, params.table.std_ddof)
+    metrics = [read_metrics(p) for p in args.metrics]
+    result = select(metrics, args.dataset, params.table.std_ddof)
     result["metrics_files"] = list(args.metrics)
     atomic_write_json(args.out, result)
     std = result["test_std"] or 0.0
