@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -75,13 +75,31 @@ def _splits(trn: np.ndarray, val: np.ndarray, tst: np.ndarray) -> Prepared:
 
 def _need(path: Path) -> Path:
     if not path.is_file():
-        raise BnafError(f"raw file not found: {path} (run the 'download' stage first)")
+        raise BnafError(f"raw file not found: {path} (run the 'data download' stage first)")
     return path
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    r"""A raw ``.npy`` file (never with pickles), or one error line naming it."""
+    try:
+        return np.load(_need(path), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise BnafError(f"{path}: not a readable .npy file ({str(exc).splitlines()[0]})") from None
+
+
+def _read_csv(path: Path) -> Any:
+    r"""A raw CSV file, or one error line naming it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(_need(path), index_col=False)
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BnafError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
 
 
 def prepare_power(raw_dir: Path) -> Prepared:
     """POWER: shuffle (seed 42), drop columns 3 then 1, add MAF's dequantisation noise."""
-    data = np.load(_need(raw_dir / "power" / "data.npy"))
+    data = _load_npy(raw_dir / "power" / "data.npy")
     if data.ndim != 2 or data.shape[1] != 8:  # 7 measurements and the time of day
         raise BnafError(f"power/data.npy: expected (N, 8), got {data.shape}")
     rng = np.random.RandomState(42)
@@ -125,8 +143,8 @@ def prepare_hepmass(raw_dir: Path) -> Prepared:
     import pandas as pd
 
     folder = raw_dir / "hepmass"
-    trn = pd.read_csv(_need(folder / "1000_train.csv"), index_col=False)
-    tst = pd.read_csv(_need(folder / "1000_test.csv"), index_col=False)
+    trn = _read_csv(folder / "1000_train.csv")
+    tst = _read_csv(folder / "1000_test.csv")
     trn = trn[trn[trn.columns[0]] == 1].drop(columns=trn.columns[0])
     tst = tst[tst[tst.columns[0]] == 1].drop(columns=tst.columns[0])
     tst = tst.drop(columns=tst.columns[-1])  # the test file has one column too many (MAF)
@@ -150,7 +168,7 @@ def prepare_hepmass(raw_dir: Path) -> Prepared:
 
 def prepare_miniboone(raw_dir: Path) -> Prepared:
     """MINIBOONE: the archive's cleaned array, tail split, train+validation statistics."""
-    data = np.load(_need(raw_dir / "miniboone" / "data.npy"))
+    data = _load_npy(raw_dir / "miniboone" / "data.npy")
     if data.ndim != 2:
         raise BnafError(f"miniboone/data.npy: expected a 2-D array, got {data.shape}")
     return _standardise_np(*tail_split(data))
@@ -161,11 +179,14 @@ def prepare_bsds300(raw_dir: Path, block_rows: int = 100_000) -> Prepared:
     import h5py
 
     path = _need(raw_dir / "BSDS300" / "BSDS300.hdf5")
-    with h5py.File(path, "r") as f:
-        missing = [s for s in ("train", "validation", "test") if s not in f]
-        if missing:
-            raise BnafError(f"{path}: no dataset(s) {missing}; has {list(f)}")
-        meta = {s: (tuple(f[s].shape), f[s].dtype) for s in ("train", "validation", "test")}
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [s for s in ("train", "validation", "test") if s not in f]
+            if missing:
+                raise BnafError(f"{path}: no dataset(s) {missing}; has {list(f)}")
+            meta = {s: (tuple(f[s].shape), f[s].dtype) for s in ("train", "validation", "test")}
+    except OSError as exc:
+        raise BnafError(f"{path}: not a readable HDF5 file ({exc})") from None
 
     def blocks(split: str) -> Iterator[np.ndarray]:
         with h5py.File(path, "r") as f:

@@ -136,7 +136,8 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
 
 
 _KEYS = ("dataset", "config", "seed", "budget", "layers", "hidden_factor", "validation", "test",
-         "parameters")  # fmt: skip
+         "parameters", "best_epoch", "epochs_run", "wall_s", "model", "reduced", "device",
+         "train_samples")  # fmt: skip
 
 
 def read_metrics(path: str | Path) -> dict[str, Any]:

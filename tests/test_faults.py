@@ -1,0 +1,352 @@
+"""Bad inputs and faults, table-driven: every case must end in exit code 2 with ONE line on
+stderr (``error: ...``) naming the culprit, no traceback, and no output file written.
+
+Cases cover params (ranges, choices, unknown keys, unreadable files), raw files of every
+format, prepared files, models, results and selections, and outputs that cannot be written.
+Checkpoints never fail a run: they are set aside and the run starts afresh
+(tests/test_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import yaml
+from uci_fixture import write_fixture_files
+from uci_synthetic import write_prepared
+
+from bnaf.cli import main
+from bnaf.flows import BNAF, save_flow
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "params" / "quick"
+
+
+@dataclass
+class Case:
+    #: (tmp folder) -> (argv, the text the error line must contain, outputs that must not exist)
+    setup: Callable[[Path], tuple[list[str], str, list[Path]]]
+
+
+def _params(tmp: Path, part: str, dotted: str, value: object) -> Path:
+    data = yaml.safe_load((QUICK / f"{part}.yaml").read_text())
+    *parents, last = dotted.split(".")
+    node = data[part]
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    path = tmp / f"{part}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _uci_train(tmp: Path, params: Path | None = None, data: Path | None = None, **kw) -> list:
+    data = data or write_prepared(tmp / "ok.h5")
+    argv = ["uci", "train", "--params", str(params or QUICK / "uci.yaml"), "--data", str(data)]
+    argv += ["--dataset", kw.get("dataset", "power"), "--config", kw.get("config", "L1_H2")]
+    return [*argv, "--seed", "0", "--out", str(tmp / "run")]
+
+
+def bad_uci(dotted: str, value: object, named: str) -> Case:
+    def setup(tmp: Path):
+        argv = _uci_train(tmp, _params(tmp, "uci", dotted, value))
+        return argv, named, [tmp / "run" / "metrics.json"]
+
+    return Case(setup)
+
+
+def bad_part(part: str, stage: list[str], dotted: str, value: object, named: str) -> Case:
+    def setup(tmp: Path):
+        params = _params(tmp, part, dotted, value)
+        argv = [*stage, "--params", str(params)]
+        if part == "toy":
+            argv += ["--kind", "density", "--target", "8gaussians", "--model", "bnaf"]
+            argv += ["--out", str(tmp / "run")]
+        elif part == "normalisation":
+            argv += ["--md", str(tmp / "n.md"), "--json", str(tmp / "n.json")]
+        return argv, named, [tmp / "run" / "metrics.json", tmp / "n.json"]
+
+    return Case(setup)
+
+
+def bad_yaml(text: str, named: str) -> Case:
+    def setup(tmp: Path):
+        path = tmp / "uci.yaml"
+        path.write_text(text)
+        return _uci_train(tmp, path), named, [tmp / "run" / "metrics.json"]
+
+    return Case(setup)
+
+
+def bad_data(make: Callable[[Path], Path], named: str, dataset: str = "power") -> Case:
+    def setup(tmp: Path):
+        path = make(tmp)
+        return _uci_train(tmp, data=path, dataset=dataset), named, [tmp / "run" / "metrics.json"]
+
+    return Case(setup)
+
+
+def _truncated_h5(tmp: Path) -> Path:
+    good = write_prepared(tmp / "good.h5")
+    path = tmp / "cut.h5"
+    path.write_bytes(good.read_bytes()[:3000])
+    return path
+
+
+def _text_file(tmp: Path) -> Path:
+    path = tmp / "data.h5"
+    path.write_text("these are not the splits you are looking for\n")
+    return path
+
+
+def _h5_with(tmp: Path, **splits: np.ndarray) -> Path:
+    path = tmp / "odd.h5"
+    with h5py.File(path, "w") as f:
+        for name, x in splits.items():
+            f.create_dataset(name, data=x)
+        f.attrs["dataset"] = "power"
+    return path
+
+
+def _nan_row(tmp: Path) -> Path:
+    x = np.ones((20, 3), np.float32)
+    x[3, 1] = np.nan
+    return _h5_with(tmp, train=x, validation=np.ones((5, 3), np.float32), test=x[:5] * 0)
+
+
+def _widths(tmp: Path) -> Path:
+    one = np.ones((20, 3), np.float32)
+    return _h5_with(tmp, train=one, validation=np.ones((5, 4), np.float32), test=one[:5])
+
+
+def _no_test(tmp: Path) -> Path:
+    return _h5_with(
+        tmp, train=np.ones((20, 3), np.float32), validation=np.ones((5, 3), np.float32)
+    )
+
+
+def _other_dataset(tmp: Path) -> Path:
+    path = write_prepared(tmp / "gas.h5")
+    with h5py.File(path, "a") as f:
+        f.attrs["dataset"] = "gas"
+    return path
+
+
+def bad_raw(dataset: str, relative: str, content: bytes | None, named: str) -> Case:
+    def setup(tmp: Path):
+        raw = tmp / "raw"
+        write_fixture_files(raw)
+        path = raw / relative
+        if content is None:
+            path.unlink()
+        else:
+            path.write_bytes(content)
+        out = tmp / f"{dataset}.h5"
+        return ["data", "prepare", dataset, "--raw-dir", str(raw), "--out", str(out)], named, [out]
+
+    return Case(setup)
+
+
+def _model(tmp: Path, content: bytes | None) -> Path:
+    path = tmp / "results" / "uci" / "power" / "L1_H2" / "seed0" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_flow(BNAF(6, flows=1, hidden_factor=2), path, dataset="power", seed=0)
+    if content is not None:
+        path.write_bytes(content if content else path.read_bytes()[:500])
+    return path
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def bad_model(content: bytes | None, named: str) -> Case:
+    def setup(tmp: Path):
+        path = _model(tmp, content)
+        if content == b"evil":
+            torch.save({"config": {"dim": 6}, "state_dict": _Evil()}, path)
+        params = QUICK / "normalisation.yaml"
+        argv = ["normalisation", "--params", str(params), "--uci-models", str(path)]
+        argv += [
+            "--uci-datasets",
+            "power",
+            "--md",
+            str(tmp / "n.md"),
+            "--json",
+            str(tmp / "n.json"),
+        ]
+        return argv, named, [tmp / "n.json"]
+
+    return Case(setup)
+
+
+def _metrics(tmp: Path, seed: int = 0, **change) -> Path:
+    m = {"dataset": "power", "config": "L1_H2", "seed": seed, "budget": "quick", "layers": 1,
+         "hidden_factor": 2, "validation": {"log_likelihood": 0.1},
+         "test": {"log_likelihood": 0.2}, "parameters": {"paper": 1, "full": 2},
+         "best_epoch": 1, "epochs_run": 2, "wall_s": 1.0, "model": {"dim": 6},
+         "reduced": True, "device": "cpu", "train_samples": 10, "hardware": "cpu"}  # fmt: skip
+    m.update(change)
+    path = tmp / "results" / "uci" / "power" / "L1_H2" / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(m))
+    return path
+
+
+def bad_metrics(write: Callable[[Path], Path], named: str) -> Case:
+    def setup(tmp: Path):
+        files = [str(_metrics(tmp, 0)), str(write(tmp))]
+        argv = ["uci", "select", "--params", str(QUICK / "uci.yaml"), "--dataset", "power"]
+        return (
+            [*argv, "--metrics", *files, "--out", str(tmp / "sel.json")],
+            named,
+            [tmp / "sel.json"],
+        )
+
+    return Case(setup)
+
+
+def _raw_text(tmp: Path, text: str, name: str = "metrics.json") -> Path:
+    path = tmp / "results" / "uci" / "power" / "L1_H2" / "seed1" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def bad_selection(text: str, named: str) -> Case:
+    def setup(tmp: Path):
+        sel = tmp / "selection.json"
+        sel.write_text(text)
+        status = tmp / "power.status.json"
+        status.write_text(json.dumps({"dataset": "power", "available": True}))
+        argv = ["uci", "table", "--params", str(QUICK / "uci.yaml"), "--selections", str(sel)]
+        argv += ["--status", str(status), "--md", str(tmp / "t.md"), "--json", str(tmp / "t.json")]
+        return [*argv, "--csv", str(tmp / "t.csv")], named, [tmp / "t.json", tmp / "t.md"]
+
+    return Case(setup)
+
+
+def bad_toy_metrics(text: str, named: str) -> Case:
+    def setup(tmp: Path):
+        path = tmp / "results" / "toy" / "density" / "8gaussians" / "bnaf" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+        argv = ["toy", "table", "--params", str(QUICK / "toy.yaml"), "--density", str(path)]
+        return (
+            [*argv, "--md", str(tmp / "t.md"), "--json", str(tmp / "t.json")],
+            named,
+            [tmp / "t.json"],
+        )
+
+    return Case(setup)
+
+
+def unwritable_output(tmp_setup: str) -> Case:
+    def setup(tmp: Path):
+        blocker = tmp / "afile"
+        blocker.write_text("a file where a folder should be")
+        files = [str(_metrics(tmp, 0))]
+        argv = ["uci", "select", "--params", str(QUICK / "uci.yaml"), "--dataset", "power"]
+        out = blocker / "sel.json"
+        return [*argv, "--metrics", *files, "--out", str(out)], str(blocker), [out]
+
+    return Case(setup)
+
+
+CASES: dict[str, Case] = {
+    # params: ranges, choices, unknown keys, unreadable files
+    "clip_norm negative": bad_uci("train.clip_norm", -1, "clip_norm"),
+    "lr zero": bad_uci("train.lr", 0, "train.lr"),
+    "lr negative": bad_uci("train.lr", -0.1, "train.lr"),
+    "max_epochs zero": bad_uci("train.max_epochs", 0, "max_epochs"),
+    "batch_size zero": bad_uci("train.batch_size", 0, "batch_size"),
+    "polyak above one": bad_uci("train.polyak", 2, "polyak"),
+    "flows zero": bad_uci("flow.flows", 0, "flow.flows"),
+    "residual misspelt": bad_uci("flow.residual", "gatd", "gatd"),
+    "lr_decay one": bad_uci("train.lr_decay", 1.0, "lr_decay"),
+    "unknown key": bad_uci("train.learning_rate", 0.1, "learning_rate"),
+    "seeds negative": bad_uci("seeds", [-1], "seeds"),
+    "grid layers zero": bad_uci("grid.layers", [0], "grid.layers"),
+    "lr a string": bad_uci("train.lr", "fast", "train.lr"),
+    "toy iterations negative": bad_part(
+        "toy", ["toy", "train"], "density.bnaf.optimiser.iterations", -5, "iterations"
+    ),
+    "toy hidden_factor zero": bad_part(
+        "toy", ["toy", "train"], "density.bnaf.flow.hidden_factor", 0, "hidden_factor"
+    ),
+    "normalisation mc_samples one": bad_part(
+        "normalisation", ["normalisation"], "toy.mc_samples", 1, "mc_samples"
+    ),
+    "params not YAML": bad_yaml("uci: [unclosed\n", "not valid YAML"),
+    "params not a mapping": bad_yaml("- 1\n- 2\n", "expected a mapping"),
+    "params without section": bad_yaml("toy: {}\n", "missing section 'uci'"),
+    # prepared files
+    "data missing": bad_data(lambda t: t / "none.h5", "none.h5"),
+    "data truncated": bad_data(_truncated_h5, "cut.h5"),
+    "data not HDF5": bad_data(_text_file, "data.h5"),
+    "data without test": bad_data(_no_test, "test"),
+    "data of two widths": bad_data(_widths, "one width"),
+    "data with NaN": bad_data(_nan_row, "row 3"),
+    "data of another dataset": bad_data(_other_dataset, "'gas'"),
+    # raw files of every MAF format
+    "power npy missing": bad_raw("power", "power/data.npy", None, "data.npy"),
+    "power npy garbage": bad_raw("power", "power/data.npy", b"\x93NUMPY garbage", "data.npy"),
+    "gas pickle garbage": bad_raw("gas", "gas/ethylene_CO.pickle", b"not a pickle", "pickle"),
+    "gas pickle with code": bad_raw(
+        "gas", "gas/ethylene_CO.pickle", b"cos\nsystem\n(S'echo hi'\ntR.", "refusing"
+    ),
+    "miniboone csv garbage": bad_raw(
+        "miniboone", "miniboone/data.npy", b"\x00\x01not numpy", "data.npy"
+    ),
+    "hepmass csv missing": bad_raw("hepmass", "hepmass/1000_train.csv", None, "1000_train.csv"),
+    "bsds300 h5 garbage": bad_raw("bsds300", "BSDS300/BSDS300.hdf5", b"junk", "BSDS300.hdf5"),
+    # models
+    "model truncated": bad_model(b"", "model.pt"),
+    "model not torch": bad_model(b"plain text, no tensors", "model.pt"),
+    "model with code": bad_model(b"evil", "model.pt"),
+    # results
+    "metrics malformed": bad_metrics(lambda t: _raw_text(t, "{not json"), "not valid JSON"),
+    "metrics not an object": bad_metrics(lambda t: _raw_text(t, "[1, 2]"), "JSON object"),
+    "metrics without test": bad_metrics(
+        lambda t: _raw_text(t, json.dumps({"dataset": "power"})), "missing key"
+    ),
+    "metrics NaN": bad_metrics(
+        lambda t: _metrics(t, 1, test={"log_likelihood": float("nan")}), "test.log_likelihood"
+    ),
+    "metrics in another seed's slot": bad_metrics(
+        lambda t: _raw_text(t, _metrics(t, 0).read_text()), "seed0"
+    ),
+    "metrics of another dataset": bad_metrics(lambda t: _metrics(t, 1, dataset="gas"), "'gas'"),
+    "selection malformed": bad_selection("{", "selection.json"),
+    "toy metrics malformed": bad_toy_metrics("{oops", "metrics.json"),
+    # outputs that cannot be written
+    "output under a file": unwritable_output("file"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_is_one_clear_line(name: str, tmp_path: Path, capsys) -> None:
+    argv, named, outputs = CASES[name].setup(tmp_path)
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, f"exit code {code}; stderr: {err[-2000:]}"
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    assert named in lines[0], lines[0]
+    for path in outputs:
+        assert not path.exists(), f"{path} was written"
+        assert not list(path.parent.glob(f".{path.name}.*")) if path.parent.exists() else True
+
+
+def test_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
