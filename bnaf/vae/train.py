@@ -29,7 +29,12 @@ import torch
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
-from bnaf.core.runtime import environment_info, resolve_device, seed_everything
+from bnaf.core.runtime import (
+    configure_numerics,
+    environment_info,
+    resolve_device,
+    seed_everything,
+)
 from bnaf.data.images import load_images
 from bnaf.flows import count_parameters
 from bnaf.flows.amortised import AmortisedBNAF
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(params.resources.threads)
     seed_everything(args.seed)
     device = resolve_device(params.device)
+    configure_numerics(device)
     data = load_images(args.dataset, status["paths"], args.seed, params.check_sizes)
     cut = {"train": params.train_subset, "valid": params.valid_subset, "test": params.test_subset}
     x = {k: torch.from_numpy(getattr(data, k)[: cut[k]]).to(device) for k in cut}
