@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "float32: keep torch's float32 default dtype")
+    config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
 
 
 @pytest.fixture(autouse=True)

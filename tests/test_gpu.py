@@ -1,4 +1,5 @@
-"""GPU slots for local runs (bnaf/gpu.py), tested with fake GPU counts: no GPU needed."""
+"""GPU slots (bnaf/core/gpu.py), tested with fake GPU counts, a fake ``nvidia-smi`` and fake
+SLURM allocations: no GPU needed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bnaf.core.errors import BnafError
-from bnaf.core.gpu import acquire, gpu_slot, visible_gpus
+from bnaf.core.gpu import acquire, gpu_slot, lock_name, nvidia_smi_gpus, plan, visible_gpus
 
 # The child prints its device, then holds the slot a while so the jobs overlap.
 CHILD = "import os, time; print(os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), flush=True); "
@@ -131,3 +132,110 @@ def test_a_killed_job_frees_its_slot(tmp_path: Path) -> None:
     job.kill()
     job.wait(timeout=30)
     acquire(["0"], slots_per_gpu=1, folder=tmp_path / "locks", timeout=5).release()
+
+
+# ---------------------------------------------------------------- nvidia-smi, MIG and SLURM
+SMI_PLAIN = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-11111111-2222-3333-4444-555555555555)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-66666666-7777-8888-9999-000000000000)
+"""
+# GPU 0 is split into two MIG instances (one named in the old GPU/GI/CI form), GPU 1 is not.
+SMI_MIG = """GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-11111111-2222-3333-4444-555555555555)
+  MIG 3g.20gb     Device  0: (UUID: MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee)
+  MIG 3g.20gb     Device  1: (UUID: MIG-GPU-11111111-2222-3333-4444-555555555555/2/0)
+GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-66666666-7777-8888-9999-000000000000)
+"""
+MIG_IDS = [
+    "MIG-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+    "MIG-GPU-11111111-2222-3333-4444-555555555555/2/0",
+    "1",
+]
+# Prints the device and the order its id is meant in, then holds the slot a while.
+CHILD_ORDER = (
+    "import os, time; e = os.environ; "
+    "print(e.get('CUDA_VISIBLE_DEVICES', 'unset'), e.get('CUDA_DEVICE_ORDER', 'unset'), "
+    "flush=True); time.sleep(2)"
+)
+
+
+def test_nvidia_smi_listing_gives_indices_and_mig_instances() -> None:
+    assert nvidia_smi_gpus(SMI_PLAIN) == ["0", "1"]
+    assert nvidia_smi_gpus(SMI_MIG) == MIG_IDS
+    assert nvidia_smi_gpus("No devices were found\n") == []
+
+
+def test_lock_names_are_plain_distinct_file_names() -> None:
+    names = {lock_name(g, 0) for g in MIG_IDS}
+    assert len(names) == 3 and not any("/" in n for n in names)
+
+
+def _fake_smi(tmp_path: Path, listing: str) -> str:
+    """A PATH whose nvidia-smi prints ``listing`` for ``-L``."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\ncat <<'END'\n{listing}END\n")
+    script.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+def _run_jobs(env: dict[str, str], jobs: int) -> list[tuple[str, str]]:
+    cmd = [sys.executable, "-m", "bnaf", "gpu", "--slots-per-gpu", "1", "--"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, sys.executable, "-c", CHILD_ORDER],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(jobs)
+    ]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
+    return [tuple(o[0].split()) for o in outs]  # type: ignore[misc]
+
+
+def test_mig_instances_from_nvidia_smi_are_pinned_in_pci_order(tmp_path: Path) -> None:
+    env = _env(tmp_path, PATH=_fake_smi(tmp_path, SMI_MIG), CUDA_DEVICE_ORDER="FASTEST_FIRST")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    got = _run_jobs(env, 3)
+    assert sorted(d for d, _ in got) == sorted(MIG_IDS)
+    # nvidia-smi numbers GPUs in PCI bus order: the child must read the ids that way.
+    assert {order for _, order in got} == {"PCI_BUS_ID"}
+    assert len(list((tmp_path / "locks").glob("gpu*.lock"))) == 3
+
+
+def test_ids_from_the_environment_keep_a_named_order(tmp_path: Path) -> None:
+    env = _env(tmp_path, CUDA_VISIBLE_DEVICES="2,5", CUDA_DEVICE_ORDER="FASTEST_FIRST")
+    assert {order for _, order in _run_jobs(env, 2)} == {"FASTEST_FIRST"}
+    env.pop("CUDA_DEVICE_ORDER")
+    got = _run_jobs(env, 2)
+    assert sorted(got) == [("2", "PCI_BUS_ID"), ("5", "PCI_BUS_ID")]
+
+
+@pytest.mark.parametrize(
+    "allocation",
+    [
+        {"CUDA_VISIBLE_DEVICES": "4,5,6"},  # a batch job's step: SLURM sets the variable
+        {"SLURM_JOB_GPUS": "4,5,6"},  # an salloc shell: only the job's GPU list
+    ],
+)
+def test_slurm_job_with_several_gpus_spreads_its_steps(tmp_path: Path, allocation) -> None:
+    env = _env(tmp_path, SLURM_JOB_ID="77", **allocation)
+    if "CUDA_VISIBLE_DEVICES" not in allocation:
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+    got = _run_jobs(env, 3)
+    assert sorted(d for d, _ in got) == ["4", "5", "6"]
+    # The job's slots are its own: another job's "4" may be another device.
+    (folder,) = (tmp_path / "locks").glob("slurm-77-*")
+    assert len(list(folder.glob("gpu*.lock"))) == 3
+    assert not list((tmp_path / "locks").glob("gpu*.lock"))
+
+
+def test_plan_inside_slurm(tmp_path: Path) -> None:
+    base = {"BNAF_GPU_LOCK_DIR": str(tmp_path), "SLURM_JOB_ID": "9"}
+    assert plan(base | {"CUDA_VISIBLE_DEVICES": "3"}).gpus == []
+    assert plan(base).gpus == [] and "0 GPU" in plan(base).reason
+    assert plan(base | {"SLURM_STEP_GPUS": "1,2"}).gpus == ["1", "2"]
+    # What SLURM set wins over a fake count.
+    assert plan(base | {"BNAF_GPUS": "4", "CUDA_VISIBLE_DEVICES": "0,1"}).gpus == ["0", "1"]

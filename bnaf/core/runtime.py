@@ -1,4 +1,13 @@
-r"""Device choice, seeding and a description of the environment for results files."""
+r"""Device choice, numerics, seeding and a description of the environment for results files.
+
+Numerics (:func:`configure_numerics`, called by every training stage at its start): everything
+compared with the paper runs in IEEE float32, so TF32 is off for matrix products and cuDNN
+convolutions (on Ampere and later GPUs cuDNN would otherwise run the VAE's convolutions with a
+10-bit mantissa); cuDNN picks deterministic algorithms and does not benchmark, and on a GPU
+PyTorch's deterministic algorithms are switched on (with a warning, not an error, for an operation
+that has none). :func:`environment_info` records all of it, with the device model, in every
+``metrics.json``.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +23,17 @@ import torch
 
 from bnaf.core.errors import BnafError
 
-__all__ = ["resolve_device", "seed_everything", "environment_info", "git_commit"]
+__all__ = [
+    "configure_numerics",
+    "environment_info",
+    "git_commit",
+    "numerics_info",
+    "resolve_device",
+    "seed_everything",
+]
+
+#: cuBLAS needs a fixed workspace to be deterministic; read when cuBLAS starts, so set before.
+CUBLAS_WORKSPACE = ":4096:8"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -25,6 +44,64 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BnafError(f"device {name!r} requested but CUDA is not available here")
     return device
+
+
+def configure_numerics(device: torch.device | str) -> None:
+    r"""TF32 off (matmul and cuDNN), deterministic cuDNN without benchmarking; on a GPU also
+    PyTorch's deterministic algorithms (warn-only). Call before the first CUDA operation."""
+    device = torch.device(device)
+    # The legacy flags: the newer per-backend ``fp32_precision`` strings follow them, while
+    # mixing the two APIs makes the legacy getters raise.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        # Warn-only: an operation without a deterministic kernel warns instead of failing a
+        # days-long run; empty tensors are not NaN-filled (that costs a pass per allocation).
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
+
+
+def _read(getter: Any) -> Any:
+    try:
+        return getter()
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def numerics_info() -> dict[str, Any]:
+    r"""The settings that change float32 results on a GPU: both TF32 flags, the float32
+    matmul precision and the determinism switches."""
+    backends = torch.backends
+    return {
+        "matmul_allow_tf32": _read(lambda: backends.cuda.matmul.allow_tf32),
+        "cudnn_allow_tf32": _read(lambda: backends.cudnn.allow_tf32),
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cudnn_deterministic": bool(backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(backends.cudnn.benchmark),
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+    }
+
+
+def gpu_info(device: torch.device) -> dict[str, Any]:
+    r"""Model, memory, compute capability and UUID of a CUDA device, and how ids were mapped."""
+    props = torch.cuda.get_device_properties(device)
+    uuid = getattr(props, "uuid", None)
+    return {
+        "name": props.name,
+        "memory_gb": round(props.total_memory / 2**30, 1),
+        "capability": f"{props.major}.{props.minor}",
+        "uuid": None if uuid is None else str(uuid),
+        "cuda": torch.version.cuda,
+        "cudnn": _read(torch.backends.cudnn.version),
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "device_order": os.environ.get("CUDA_DEVICE_ORDER"),
+    }
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +140,9 @@ def environment_info(device: torch.device | str | None = None) -> dict[str, Any]
         "torch_threads": torch.get_num_threads(),
         "device": str(device) if device is not None else None,
         "git_commit": git_commit(),
+        "numerics": numerics_info(),
     }
     if device is not None and device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+        info["gpu_info"] = gpu_info(device)
     return info

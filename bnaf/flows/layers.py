@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bnaf.flows import logjac
 from bnaf.flows.config import FlowConfig
 from bnaf.flows.logjac import log_matvec, masked_weights, tanh_derivative, tanh_log_derivative
 
@@ -200,8 +201,11 @@ class BlockFlow(nn.Module):
             self.gate = nn.Parameter(torch.randn(1))
 
     def transform(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""``f(x)`` without the residual, and ``log df_i/dx_i``, shape ``(batch, d)``."""
-        if all(hasattr(act, "with_derivative") for act in self.activations):
+        r"""``f(x)`` without the residual, and ``log df_i/dx_i``, shape ``(batch, d)``: by the
+        scaled chain where its fallback is read on the host (free on the CPU), else by the log
+        chain, decided per entry on the device (:func:`bnaf.flows.logjac.fallback_decision`)."""
+        scaled = all(hasattr(act, "with_derivative") for act in self.activations)
+        if scaled and logjac.decide_on_host(x):
             out = self._transform_scaled(x)
             if out is not None:
                 return out

@@ -3,18 +3,103 @@ r"""Fused log-Jacobian kernels of the B-NAF flow (Eq. 10-11, 15; Appendix D).
 Each is one autograd node with a hand-written backward, which on CPU saves most of the passes
 over ``(batch, d, k)`` tensors that autograd's chain of small element-wise operations makes.
 :mod:`bnaf.flows.layers` uses them; its tests check them against plain autograd.
+
+Where the fast linear-domain product nears underflow the exact log-domain one takes over. On
+the CPU that choice is made on the host (reading a CPU tensor costs nothing); on a GPU reading
+the flag would stall the host once per layer, so there both are computed and the choice is made
+per entry on the device (:func:`decide_on_host`, :func:`fallback_decision`). The exact product
+is computed in chunks of the batch, so its ``(batch, d, p, q)`` temporaries stay bounded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-__all__ = ["log_matvec", "masked_weights", "tanh_derivative", "tanh_log_derivative"]
+__all__ = [
+    "EXACT_CHUNK_ELEMENTS",
+    "decide_on_host",
+    "exact_log_matvec",
+    "fallback_decision",
+    "log_matvec",
+    "masked_weights",
+    "tanh_derivative",
+    "tanh_log_derivative",
+]
 
 _LOG2 = math.log(2.0)
+
+#: Most entries of one ``(rows, d, p, q)`` temporary of the exact log-domain product: 2^24
+#: (64 MB in float32). BSDS300, H = 40d at a 10,000-row evaluation batch would otherwise
+#: build 10^9-entry (4 GB) temporaries.
+EXACT_CHUNK_ELEMENTS = 1 << 24
+
+Where = Literal["auto", "host", "device"]
+_where: list[Where] = ["auto"]
+
+
+@contextlib.contextmanager
+def fallback_decision(where: Where) -> Iterator[None]:
+    r"""Within the block, decide the fast-vs-exact fallback on the ``"host"`` (one branch,
+    a sync per layer on a GPU), on the ``"device"`` (both computed, no sync) or ``"auto"``
+    (host for CPU tensors, device otherwise: the default). For tests and benchmarks."""
+    if where not in ("auto", "host", "device"):
+        raise ValueError(f"unknown fallback decision {where!r}; expected auto, host or device")
+    _where.append(where)
+    try:
+        yield
+    finally:
+        _where.pop()
+
+
+def decide_on_host(t: Tensor) -> bool:
+    r"""Whether the fallback for ``t`` is chosen by reading a flag on the host."""
+    where = _where[-1]
+    return t.device.type == "cpu" if where == "auto" else where == "host"
+
+
+def _rows(log_a: Tensor, n: int) -> int:
+    r"""Rows of the batch per chunk of the exact product (at least one)."""
+    return max(1, min(n, EXACT_CHUNK_ELEMENTS // max(1, log_a.numel())))
+
+
+def exact_log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
+    r"""``logsumexp_q(log_a[i, p, q] + log_g[n, i, q])`` (Eq. 15e) in chunks of the batch:
+    exact for any spread of the terms, with temporaries of at most
+    :data:`EXACT_CHUNK_ELEMENTS` entries (one of ``(rows, d, p, q)``)."""
+    n = log_g.shape[0]
+    step = _rows(log_a, n)
+    parts = [
+        torch.logsumexp(log_a.unsqueeze(0) + log_g[i : i + step].unsqueeze(-2), dim=-1)
+        for i in range(0, n, step)
+    ]
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _exact_grads(
+    log_a: Tensor, log_g: Tensor, out: Tensor, grad: Tensor, need_a: bool, need_g: bool
+) -> tuple[Tensor | None, Tensor | None]:
+    r"""Gradients of :func:`exact_log_matvec` (softmax weights ``exp(log_a + log_g - out)``
+    times ``grad``), chunked over the batch like the forward."""
+    n = log_g.shape[0]
+    step = _rows(log_a, n)
+    grad_a = torch.zeros_like(log_a) if need_a else None
+    parts: list[Tensor] = []
+    for i in range(0, n, step):
+        sl = slice(i, i + step)
+        w = torch.exp(log_a.unsqueeze(0) + log_g[sl].unsqueeze(-2) - out[sl].unsqueeze(-1))
+        w.mul_(grad[sl].unsqueeze(-1))  # (rows, d, p, q)
+        if grad_a is not None:
+            grad_a += w.sum(0)
+        if need_g:
+            parts.append(w.sum(-2))
+    grad_g = (parts[0] if len(parts) == 1 else torch.cat(parts)) if need_g else None
+    return grad_a, grad_g
 
 
 class _LogMatVec(torch.autograd.Function):
@@ -35,40 +120,52 @@ class _LogMatVec(torch.autograd.Function):
         else:  # (d, n, q) @ (d, q, p) -> (d, n, p) -> (n, d, p)
             s = torch.bmm(exp_g.transpose(0, 1), exp_a.transpose(1, 2)).transpose(0, 1)
         floor = torch.finfo(s.dtype).tiny / torch.finfo(s.dtype).eps
-        ctx.fast = bool((s > floor).all())
-        if ctx.fast:
-            ctx.save_for_backward(exp_a, exp_g, s)
-            return torch.log(s).add_(max_g).add_(max_a.squeeze(-1))
-        out = torch.logsumexp(log_a.unsqueeze(0) + log_g.unsqueeze(-2), dim=-1)
-        ctx.save_for_backward(log_a, log_g, out)
+        ctx.host = decide_on_host(s)
+        if ctx.host:  # one branch for the whole call (reading a CPU flag costs nothing)
+            ctx.fast = bool((s > floor).all())
+            if ctx.fast:
+                ctx.save_for_backward(exp_a, exp_g, s)
+                return torch.log(s).add_(max_g).add_(max_a.squeeze(-1))
+            out = exact_log_matvec(log_a, log_g)
+            ctx.save_for_backward(log_a, log_g, out)
+            return out
+        # On the device: both products, the exact one wherever the fast one nears underflow.
+        ok = s > floor
+        fast = torch.log(torch.where(ok, s, 1.0)).add_(max_g).add_(max_a.squeeze(-1))
+        out = torch.where(ok, fast, exact_log_matvec(log_a, log_g))
+        ctx.save_for_backward(exp_a, exp_g, s, ok, log_a, log_g, out)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
         need_a, need_g = ctx.needs_input_grad
-        grad_a = grad_g = None
-        if ctx.fast:
+        if ctx.host and not ctx.fast:
+            log_a, log_g, out = ctx.saved_tensors
+            return _exact_grads(log_a, log_g, out, grad, need_a, need_g)
+        if ctx.host:
             exp_a, exp_g, s = ctx.saved_tensors
             r = grad / s  # (n, d, p); d out / d s = 1 / s
-            if ctx.vector:
-                if need_a:
-                    grad_a = (r * exp_g).sum(0).unsqueeze(1).mul_(exp_a)
-                if need_g:
-                    grad_g = r * exp_a.squeeze(1) * exp_g
-            else:
-                r = r.transpose(0, 1)  # (d, n, p)
-                if need_a:
-                    grad_a = torch.bmm(r.transpose(1, 2), exp_g.transpose(0, 1)).mul_(exp_a)
-                if need_g:
-                    grad_g = torch.bmm(r, exp_a).transpose(0, 1).mul(exp_g)
+        else:  # each entry's gradient from the product that gave its value
+            exp_a, exp_g, s, ok, log_a, log_g, out = ctx.saved_tensors
+            r = torch.where(ok, grad / s, 0.0)
+        grad_a = grad_g = None
+        if ctx.vector:
+            if need_a:
+                grad_a = (r * exp_g).sum(0).unsqueeze(1).mul_(exp_a)
+            if need_g:
+                grad_g = r * exp_a.squeeze(1) * exp_g
         else:
-            log_a, log_g, out = ctx.saved_tensors
-            # each sum's softmax weights exp(log_a + log_g - out), shape (n, d, p, q)
-            w = torch.exp(log_a.unsqueeze(0) + log_g.unsqueeze(-2) - out.unsqueeze(-1))
-            w = w * grad.unsqueeze(-1)
-            grad_a = w.sum(0) if need_a else None
-            grad_g = w.sum(-2) if need_g else None
+            r = r.transpose(0, 1)  # (d, n, p)
+            if need_a:
+                grad_a = torch.bmm(r.transpose(1, 2), exp_g.transpose(0, 1)).mul_(exp_a)
+            if need_g:
+                grad_g = torch.bmm(r, exp_a).transpose(0, 1).mul(exp_g)
+        if not ctx.host:
+            rest = torch.where(ok, 0.0, grad)
+            extra_a, extra_g = _exact_grads(log_a, log_g, out, rest, need_a, need_g)
+            grad_a = grad_a + extra_a if extra_a is not None else grad_a
+            grad_g = grad_g + extra_g if extra_g is not None else grad_g
         return grad_a, grad_g
 
 
@@ -82,8 +179,10 @@ def log_matvec(log_a: Tensor, log_g: Tensor) -> Tensor:
     at most 1 and their product becomes a batched matrix product instead of a
     ``(batch, d, p, q)`` tensor of exponentials. If a sum nevertheless comes close to
     underflow (weights within one block row spread by more than ~70 nats), the exact
-    log-sum-exp is used for the whole call. Forward and backward form one autograd node
-    (first derivatives only).
+    log-sum-exp (:func:`exact_log_matvec`, chunked over the batch) is used: for the whole call
+    when the choice is made on the host, per entry when it is made on the device (see
+    :func:`fallback_decision`). Forward and backward form one autograd node (first derivatives
+    only).
 
     Arguments:
         log_a: log diagonal blocks of a layer's weight, shape ``(d, p, q)``.

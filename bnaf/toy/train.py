@@ -24,7 +24,12 @@ import torch
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json
-from bnaf.core.runtime import environment_info, resolve_device, seed_everything
+from bnaf.core.runtime import (
+    configure_numerics,
+    environment_info,
+    resolve_device,
+    seed_everything,
+)
 from bnaf.core.stats import mean_se, standard_normal_log_prob
 from bnaf.data.toy import DATASETS, best_log_likelihood, sample2d
 from bnaf.flows import BNAF, count_parameters, save_flow
@@ -238,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
         )
     torch.set_num_threads(params.threads)
     device = resolve_device(params.device)
+    configure_numerics(device)
     if device.type != "cpu":
         raise BnafError("the toy stage runs on the CPU (device: cpu in params)")
     seed_everything(params.seed)

@@ -23,7 +23,7 @@ from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock, tensor_diges
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json
-from bnaf.core.runtime import environment_info, resolve_device
+from bnaf.core.runtime import configure_numerics, environment_info, resolve_device
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import count_parameters, save_flow
 from bnaf.uci.differences import UCI_DIFFERENCES
@@ -135,6 +135,7 @@ def train_run(
     layers, hidden_factor = flow.layers, flow.hidden_factor
     tp = params.train
     dev = resolve_device(device or tp.device)
+    configure_numerics(dev)
     splits = load_splits(data, dataset)
     key = run_fingerprint(params, splits, dev, dataset=dataset, config=config, seed=seed)
     x_train = subset(splits["train"], tp.train_subset).to(dev)

@@ -137,6 +137,17 @@ class Trainer:
             setattr(self, key, snap[key])
 
     # ------------------------------------------------------------------ loop
+    def step(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""One optimiser step on batch ``x``: the loss and the gradient norm before clipping,
+        both left on the device (nothing in a step waits for the device)."""
+        loss = batch_loss(self.model, x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tp.clip_norm)
+        self.optimizer.step()
+        self.polyak.update()
+        return loss.detach(), norm
+
     def train_epoch(self) -> float | None:
         r"""One pass over the training split; the mean batch loss, or None if any loss or
         gradient norm was not finite (checked once per epoch to avoid a sync per step)."""
@@ -146,15 +157,9 @@ class Trainer:
         finite = torch.ones((), device=self.device, dtype=torch.bool)
         steps = 0
         for start in range(0, n, bs):
-            x = self.x_train[perm[start : start + bs]]
-            loss = batch_loss(self.model, x)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tp.clip_norm)
-            self.optimizer.step()
-            self.polyak.update()
-            total += loss.detach()
-            finite &= torch.isfinite(loss.detach()) & torch.isfinite(norm)
+            loss, norm = self.step(self.x_train[perm[start : start + bs]])
+            total += loss
+            finite &= torch.isfinite(loss) & torch.isfinite(norm)
             steps += 1
         if not bool(finite):
             return None

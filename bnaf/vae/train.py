@@ -36,7 +36,12 @@ from bnaf.core.checkpoint import (
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
-from bnaf.core.runtime import environment_info, resolve_device, seed_everything
+from bnaf.core.runtime import (
+    configure_numerics,
+    environment_info,
+    resolve_device,
+    seed_everything,
+)
 from bnaf.data.images import load_images
 from bnaf.flows import count_parameters
 from bnaf.flows.amortised import AmortisedBNAF
@@ -46,7 +51,17 @@ from bnaf.vae.model import VAE
 from bnaf.vae.params import VaeParams, load_vae
 from bnaf.vae.runs import flow_config
 
-__all__ = ["add_arguments", "build_model", "run", "run_fingerprint", "train", "warmup_beta"]
+__all__ = [
+    "add_arguments",
+    "binarise",
+    "build_model",
+    "run",
+    "run_fingerprint",
+    "to_device",
+    "train",
+    "train_step",
+    "warmup_beta",
+]
 
 
 def warmup_beta(epoch: int, warmup: int, max_beta: float) -> float:
@@ -58,6 +73,35 @@ def build_model(params: VaeParams, config: str, shape: tuple, likelihood: str, s
     flow = flow_config(params, config)
     posterior = None if flow is None else AmortisedBNAF(params.latent, **flow.kwargs(), seed=seed)
     return VAE(shape, likelihood, params.latent, posterior)  # type: ignore[arg-type]
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    r"""``t`` on ``device``; to a GPU from pinned memory without blocking the host."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def binarise(batch: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    r"""Dynamic binarisation (Omniglot): each pixel ~ Bernoulli(intensity), drawn afresh every
+    batch. On the CPU from ``gen`` (the data generator); on a GPU from the device's default
+    generator, where the batch lives (no round trip through host memory)."""
+    if batch.device.type == "cpu":
+        return torch.bernoulli(batch, generator=gen)
+    return torch.bernoulli(batch)
+
+
+def train_step(
+    model: VAE, optimiser: torch.optim.Optimizer, batch: torch.Tensor, beta: float
+) -> torch.Tensor:
+    r"""One Adamax step on the -ELBO with KL weight ``beta`` (Eq. 12); returns the batch's
+    summed loss, left on the device."""
+    log_px, kl = model.terms(batch)
+    loss = (-log_px + beta * kl).mean()
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    return loss.detach().double() * batch.shape[0]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +144,7 @@ def train(args: argparse.Namespace) -> int:
     torch.set_num_threads(params.resources.threads)
     seed_everything(args.seed)
     device = resolve_device(params.device)
+    configure_numerics(device)
     data = load_images(args.dataset, status["paths"], args.seed, params.check_sizes)
     cut = {"train": params.train_subset, "valid": params.valid_subset, "test": params.test_subset}
     x = {k: torch.from_numpy(getattr(data, k)[: cut[k]]).to(device) for k in cut}
@@ -123,17 +168,13 @@ def train(args: argparse.Namespace) -> int:
         beta = warmup_beta(epoch, params.warmup_epochs, params.max_beta)
         start = time.process_time(), time.perf_counter()
         model.train()
-        total = 0.0
-        for idx in torch.randperm(n, generator=gen).split(params.batch_size):
-            batch = x["train"][idx.to(device)]
+        total = torch.zeros((), dtype=torch.float64, device=device)  # read once per epoch
+        for idx in to_device(torch.randperm(n, generator=gen), device).split(params.batch_size):
+            batch = x["train"][idx]
             if data.dynamic_binarization:
-                batch = torch.bernoulli(batch.cpu(), generator=gen).to(device)
-            log_px, kl = model.terms(batch)
-            loss = (-log_px + beta * kl).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * batch.shape[0]
+                batch = binarise(batch, gen)
+            total += train_step(model, optimiser, batch, beta)
+        total = float(total)
         cpu, wall = time.process_time() - start[0], time.perf_counter() - start[1]
         val = float(negative_elbo(model, x["valid"], params.eval_batch).mean())
         if not math.isfinite(val):
