@@ -190,12 +190,9 @@ def invert_flow(
     max_iter: int = 100,
     solver: _RowSolver | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r"""Solve ``flow(x) = y`` for ``x``, dimension by dimension.
-
-    Returns ``x`` (n, d), ``inside`` (n,), ``converged`` (n,) and the number of evaluations
-    per point and dimension (n, d). Rows outside the range hold meaningless values.
-    ``solver`` evaluates the flow row by row (default: ``flow``'s own weights; the amortised
-    flow of :mod:`bnaf.flows.amortised` passes one with per-point parameters).
+    r"""Solve ``flow(x) = y`` for ``x``, dimension by dimension; returns ``x``, ``inside``,
+    ``converged`` and the evaluations per point and dimension (n, d) (rows outside the range
+    hold meaningless values). ``solver``: the row evaluator (default: ``flow``'s weights).
     """
     n, d = y.shape
     tol_scale = default_xtol(y.dtype) if xtol is None else xtol
