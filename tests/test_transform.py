@@ -79,6 +79,25 @@ def test_inverse_round_trip_and_cache() -> None:
     assert uncached.inv(z2) is not uncached.inv(z2)
 
 
+def test_cache_is_dropped_after_an_optimiser_step() -> None:
+    # Training on one data tensor: a cached z from before the step would be stale (and its
+    # graph already freed by backward).
+    model = _model()
+    p = TransformedDistribution(_base(2), [BNAFTransform(model).inv])
+    data = torch.randn(64, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(3):
+        loss = -p.log_prob(data).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[2] < losses[1] < losses[0]
+    with torch.no_grad():
+        torch.testing.assert_close(p.log_prob(data), model.log_prob(data), rtol=0, atol=1e-12)
+
+
 def test_rsample_is_reparameterised() -> None:
     model = _model(final_residual=True)
     p = TransformedDistribution(_base(2), [BNAFTransform(model).inv])

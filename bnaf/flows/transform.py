@@ -62,7 +62,9 @@ class BNAFTransform(Transform):
     call that produced ``z``. The inverse solves ``f(x) = z`` by the root search, with
     implicit gradients with respect to ``z`` and the model's parameters; with
     ``cache_size=1`` (the default here) the last pair ``(x, z)`` is remembered in both
-    directions, so ``log_prob`` of a fresh sample does not search again.
+    directions, so ``log_prob`` of a fresh sample does not search again. The cache is
+    dropped whenever a parameter of the model has changed in place (an optimiser step), so
+    training on the same data tensor step after step never sees a stale ``z``.
 
     Arguments:
         model: the B-NAF stack (its parameters are trained through the transform).
@@ -96,6 +98,23 @@ class BNAFTransform(Transform):
         super().__init__(cache_size=cache_size)
         self.model, self.outside, self.xtol = model, outside, xtol
         self._ladj: tuple[Tensor, Tensor] | None = None  # (x, log|det J|) of the last call
+        self._versions: tuple[int, ...] = ()  # the parameters' versions the cache is for
+
+    def _check_cache(self) -> None:
+        """Forget the cached pair once a parameter was modified in place since it was made."""
+        versions = tuple(p._version for p in self.model.parameters())
+        if versions != self._versions:
+            self._cached_x_y = None, None
+            self._ladj = None
+            self._versions = versions
+
+    def __call__(self, x: Tensor) -> Tensor:
+        self._check_cache()
+        return super().__call__(x)
+
+    def _inv_call(self, y: Tensor) -> Tensor:
+        self._check_cache()
+        return super()._inv_call(y)
 
     @property
     def codomain(self) -> constraints.Constraint:  # type: ignore[override]
