@@ -125,3 +125,11 @@ def test_the_vae_posterior_is_the_same_class_without_a_context_network() -> None
     theta = cond.context_net(c)
     torch.testing.assert_close(cond(x, c), flow(x, theta), rtol=0, atol=0)
     torch.testing.assert_close(cond.log_prob(x, c), flow.log_prob(x, theta), rtol=0, atol=0)
+
+
+def test_docstring_example() -> None:
+    import doctest
+
+    import bnaf.flows.conditional
+
+    assert doctest.testmod(bnaf.flows.conditional).failed == 0

@@ -170,3 +170,11 @@ def test_pyro_transformed_distribution_fits_a_2d_gaussian() -> None:
     se = 1.0 / math.sqrt(len(draws))
     torch.testing.assert_close(draws.mean(0), target.mean, atol=5 * se + 0.03, rtol=0)
     torch.testing.assert_close(torch.cov(draws.T), cov, atol=0.1, rtol=0)
+
+
+def test_docstring_example() -> None:
+    import doctest
+
+    import bnaf.flows.transform
+
+    assert doctest.testmod(bnaf.flows.transform).failed == 0
