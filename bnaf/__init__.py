@@ -13,7 +13,10 @@ from typing import Any
 __all__ = [
     "BNAF",
     "AmortisedBNAF",
+    "BNAFDistribution",
+    "BNAFTransform",
     "BlockFlow",
+    "ConditionalBNAF",
     "FlowConfig",
     "LeakyReLU",
     "MaskedBlockLinear",

@@ -184,16 +184,19 @@ class _RowSolver:
 
 @torch.no_grad()
 def invert_flow(
-    flow: BlockFlow, y: Tensor, xtol: float | None = None, max_iter: int = 100
+    flow: BlockFlow,
+    y: Tensor,
+    xtol: float | None = None,
+    max_iter: int = 100,
+    solver: _RowSolver | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    r"""Solve ``flow(x) = y`` for ``x``, dimension by dimension.
-
-    Returns ``x`` (n, d), ``inside`` (n,), ``converged`` (n,) and the number of evaluations
-    per point and dimension (n, d). Rows outside the range hold meaningless values.
+    r"""Solve ``flow(x) = y`` for ``x``, dimension by dimension; returns ``x``, ``inside``,
+    ``converged`` and the evaluations per point and dimension (n, d) (rows outside the range
+    hold meaningless values). ``solver``: the row evaluator (default: ``flow``'s weights).
     """
     n, d = y.shape
     tol_scale = default_xtol(y.dtype) if xtol is None else xtol
-    solver = _RowSolver(flow, n, y)
+    solver = _RowSolver(flow, n, y) if solver is None else solver
     x = torch.zeros_like(y)
     inside = torch.ones(n, dtype=torch.bool, device=y.device)
     converged = torch.ones_like(inside)
