@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from bnaf.core.errors import BnafError
 from bnaf.core.stats import mean_se
 from bnaf.flows import BNAF
 from bnaf.flows.glow import Glow, load_glow, save_glow
@@ -99,3 +100,49 @@ def test_coverage():
 def test_mean_se():
     m, se = mean_se(np.array([1.0, 2.0, 3.0, 4.0]))
     assert m == 2.5 and se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+
+
+def _twin(rows: dict[tuple[str, str], tuple[float, float]]) -> dict:
+    """A toy.json with density rows (dataset, model) -> (mean, se) and no energy rows."""
+    density = [
+        {"dataset": d, "model": m, "log_likelihood": {"mean": mean, "se": se}}
+        for (d, m), (mean, se) in rows.items()
+    ]
+    return {"part": "toy", "budget": "paper", "density": density, "energy": []}
+
+
+def test_reference_comparison_flags_moves_beyond_the_combined_standard_error(tmp_path):
+    import json
+
+    from bnaf.toy.table import MOVED_SE, compare, load_reference
+
+    assert MOVED_SE == 3.0
+    reference = _twin(
+        {("8gaussians", "bnaf"): (-2.850, 0.004), ("2spirals", "glow"): (-3.0, 0.01)}
+    )
+    new = _twin(
+        {
+            ("8gaussians", "bnaf"): (-2.830, 0.003),  # +0.020 > 3 * 0.005: moved
+            ("2spirals", "glow"): (-3.02, 0.01),  # -0.02 < 3 * 0.01414: within
+            ("checkerboard", "bnaf"): (-3.5, 0.01),  # not in the reference
+        }
+    )
+    rows = {(r["target"], r["model"]): r for r in compare(new, reference)}
+    moved = rows[("8gaussians", "bnaf")]
+    assert moved["moved"] is True
+    assert moved["difference"] == pytest.approx(0.020)
+    assert moved["combined_se"] == pytest.approx(0.005)
+    assert rows[("2spirals", "glow")]["moved"] is False
+    assert rows[("checkerboard", "bnaf")]["moved"] is None
+    # The committed file is read with its provenance; anything else is refused by name.
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    (folder / "toy.json").write_text(json.dumps(reference))
+    (folder / "provenance.json").write_text(json.dumps({"commit": "abc"}))
+    assert load_reference(folder / "toy.json")["provenance"]["commit"] == "abc"
+    (folder / "toy.json").write_text(json.dumps({**reference, "budget": "quick"}))
+    with pytest.raises(BnafError, match="toy.json"):
+        load_reference(folder / "toy.json")
+    (folder / "toy.json").write_text("{not json")
+    with pytest.raises(BnafError, match="toy.json"):
+        load_reference(folder / "toy.json")

@@ -21,7 +21,13 @@ from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
 from bnaf.toy.differences import DIFFERENCES
 from bnaf.toy.params import ToyParams, load_toy
 
-__all__ = ["add_arguments", "build", "run"]
+__all__ = ["MOVED_SE", "add_arguments", "build", "compare", "load_reference", "run"]
+
+#: a number has moved from the reference when the two differ by more than this many combined
+#: standard errors (sqrt(se_new^2 + se_ref^2)); the standard errors are those of the Monte
+#: Carlo evaluation, so a flag means the trained model itself changed (with the same seed and
+#: code, the CPU run repeats the reference exactly)
+MOVED_SE = 3.0
 
 COVERAGE_CAPTION = (
     "Coverage: the fraction of the target's mass (on the evaluation grid) that lies inside the "
@@ -58,8 +64,90 @@ def _budget_row(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build(params: ToyParams, density: list[dict], energy: list[dict]) -> tuple[str, dict]:
-    r"""The Markdown table and its JSON twin."""
+def load_reference(path: str | Path) -> dict[str, Any]:
+    r"""The committed paper-budget toy table (``reference/paper-toy/toy.json``), with the
+    ``provenance.json`` beside it under ``provenance`` when there is one."""
+    path = Path(path)
+    try:
+        ref = read_json(path)
+    except (OSError, ValueError) as e:
+        raise BnafError(f"cannot read the toy reference {path}: {e}") from None
+    if not isinstance(ref, dict) or ref.get("part") != "toy" or ref.get("budget") != "paper":
+        raise BnafError(f"{path}: not a paper-budget toy table (reports/toy.json)")
+    prov = path.with_name("provenance.json")
+    if prov.is_file():
+        try:
+            ref["provenance"] = read_json(prov)
+        except (OSError, ValueError) as e:
+            raise BnafError(f"cannot read {prov}: {e}") from None
+    return ref
+
+
+def compare(twin: dict[str, Any], reference: dict[str, Any]) -> list[dict[str, Any]]:
+    r"""Each number of ``twin`` beside the same (target, model) in ``reference``: test
+    log-likelihood (Section 5.1) and KL (Section 5.2), the difference and whether it exceeds
+    :data:`MOVED_SE` combined standard errors."""
+    out = []
+    for kind, key, metric in (
+        ("density", "dataset", "log_likelihood"),
+        ("energy", "energy", "kl"),
+    ):
+        ref_rows = {(r[key], r["model"]): r[metric] for r in reference.get(kind, [])}
+        for row in twin[kind]:
+            new, ref = row[metric], ref_rows.get((row[key], row["model"]))
+            entry = {"kind": kind, "target": row[key], "model": row["model"], "metric": metric}
+            entry["new"] = new
+            entry["reference"] = ref
+            if ref is None:
+                entry.update(difference=None, combined_se=None, moved=None)
+            else:
+                se = (new["se"] ** 2 + ref["se"] ** 2) ** 0.5
+                diff = new["mean"] - ref["mean"]
+                entry.update(difference=diff, combined_se=se, moved=abs(diff) > MOVED_SE * se)
+            out.append(entry)
+    return out
+
+
+def _comparison_md(rows: list[dict[str, Any]], reference: dict[str, Any]) -> list[str]:
+    table = []
+    for r in rows:
+        ref = r["reference"]
+        table.append(
+            [
+                r["target"],
+                r["model"],
+                r["metric"].replace("log_likelihood", "test log-likelihood"),
+                f"{r['new']['mean']:.3f} ± {r['new']['se']:.3f}",
+                "—" if ref is None else f"{ref['mean']:.3f} ± {ref['se']:.3f}",
+                "—" if ref is None else f"{r['difference']:+.3f}",
+                "not in reference" if ref is None else ("MOVED" if r["moved"] else "ok"),
+            ]
+        )
+    prov = reference.get("provenance", {})
+    return [
+        "## Against the committed reference (`reference/paper-toy/`)",
+        "",
+        tabulate(
+            table,
+            ["target", "model", "metric", "this run", "reference", "difference", "status"],
+            "github",
+        ),
+        "",
+        f"MOVED: the difference exceeds {MOVED_SE:g} combined standard errors of the two Monte "
+        "Carlo evaluations. Reference: commit "
+        f"{prov.get('commit', '?')}, {prov.get('date', '?')}, {prov.get('hardware', '?')}.",
+        "",
+    ]
+
+
+def build(
+    params: ToyParams,
+    density: list[dict],
+    energy: list[dict],
+    reference: dict[str, Any] | None = None,
+) -> tuple[str, dict]:
+    r"""The Markdown table and its JSON twin; with ``reference`` (the committed paper-budget
+    table) and a paper-budget run, also each number beside the reference's."""
     d_rows, e_rows, budgets, seen = [], [], [], set()
     for m in density:
         t, best = m["test"], m["test"]["best_achievable"]
@@ -177,6 +265,11 @@ def build(params: ToyParams, density: list[dict], energy: list[dict]) -> tuple[s
             }
         ],
     }
+    if reference is not None and not reduced:
+        rows = compare(twin, reference)
+        twin["reference_comparison"] = {"moved_se": MOVED_SE, "rows": rows}
+        at = md.index("## Budget")
+        md[at:at] = _comparison_md(rows, reference)
     return "\n".join(md) + "\n", twin
 
 
@@ -186,11 +279,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energy", nargs="*", default=[], help="metrics.json of energy runs")
     parser.add_argument("--md", required=True, help="output Markdown")
     parser.add_argument("--json", required=True, help="output JSON twin")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="committed paper-budget table to compare with (reference/paper-toy/toy.json); "
+        "used at the paper budget only",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
-    md, twin = build(params, _read(args.density, "density"), _read(args.energy, "energy"))
+    reference = None if args.reference is None else load_reference(args.reference)
+    md, twin = build(
+        params, _read(args.density, "density"), _read(args.energy, "energy"), reference
+    )
     atomic_write_text(args.md, md)
     atomic_write_json(args.json, twin)  # last: the JSON twin is the part's commit point
     print(f"wrote {args.md} and {args.json}")

@@ -80,4 +80,13 @@ UCI_DIFFERENCES: list[dict[str, str]] = [
         "code": "DataLoader(shuffle=True) drawing from the global torch RNG",
         "ours": "a fresh permutation per epoch from an explicit, checkpointed torch.Generator",
     },
+    {
+        "topic": "non-finite loss",
+        "paper": "not mentioned",
+        "code": "no check: a non-finite loss enters the weights, and only the plateau schedule "
+        "(a NaN validation loss never improves) later reloads the best checkpoint",
+        "ours": "the epoch is restarted from the last good state at half the learning rate, at "
+        "most 3 times, then the run fails keeping its checkpoint (bnaf/uci/trainer.py); "
+        "train.nonfinite_retries/nonfinite_lr_factor",
+    },
 ]
