@@ -15,7 +15,7 @@ def bnaf_formula(flows: int = 8, k: int = 4) -> tuple[int, int]:
     per_flow_values = (2 * k * D + D) + (2 * D + k * D)  # (b, v1 in R^n; v2 in R^m) x 2 layers
     values = flows * per_flow_values
     lower_blocks = D * (D + 1) // 2  # blocks on and below the diagonal
-    weights = flows * (2 * k * lower_blocks + k * D + D) + (flows - 1)  # W, log-scale; gates
+    weights = flows * (2 * k * lower_blocks + k * D + D) + flows  # W, log-scale; a gate per flow
     return values, (ENC + 1) * values + weights
 
 

@@ -53,7 +53,10 @@ class FlowHeads(nn.Module):
 
 
 def bnaf_heads(latent: int = 64, flows: int = 8, hidden_factor: int = 4, layers: int = 1):
-    flow = AmortisedBNAF(latent, flows=flows, layers=layers, hidden_factor=hidden_factor)
+    # gated residual on every flow, as params/*/vae.yaml (Section 3.1): one gate more
+    flow = AmortisedBNAF(
+        latent, flows=flows, layers=layers, hidden_factor=hidden_factor, final_residual=True
+    )
     return FlowHeads({"b_v1_v2": flow.n_amortised}, flow)
 
 
