@@ -67,19 +67,21 @@ class _BlockSparseLinear(torch.autograd.Function):
     ``(batch, rows)`` result, which saves a pass over the weight forward and backward."""
 
     @staticmethod
-    def forward(ctx, x, weight, log_scale, bias, above, shape, bounds):  # type: ignore[override]
+    def forward(ctx, x, weight, log_scale, bias, above, below, shape, bounds):  # type: ignore[override]
         d, a, b = shape
         n, out_features = x.shape[0], weight.shape[0]
         diag_exp = _diagonal(weight, shape).exp()  # v = exp(B) on the diagonal blocks
-        norm = weight.new_empty(out_features, 1)  # ||v|| per row
+        # ||v||^2 per row from the norms of its blocks: one pass over the weight and a few
+        # small operations, whatever the number of panels
+        block_sq = torch.linalg.vector_norm(weight.view(out_features, d, b), dim=-1).square_()
+        block_sq = block_sq.view(d, a, d) * below.view(d, 1, d)  # blocks below the diagonal
+        sq = block_sq.sum(-1) + torch.linalg.vector_norm(diag_exp, dim=-1).square_()
+        norm = sq.sqrt_().view(out_features, 1)  # ||v|| per row
         corners = []
-        for i0, i1 in bounds:
+        for i0, i1 in bounds:  # each panel's corner: v, with zeros above the diagonal blocks
             rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)
             corner = weight[rows, cols].masked_fill(above[rows, cols], 0.0)
             _diagonal(corner, (i1 - i0, a, b)).copy_(diag_exp[i0:i1])
-            norm_left = torch.linalg.vector_norm(weight[rows, : i0 * b], dim=-1, keepdim=True)
-            norm_corner = torch.linalg.vector_norm(corner, dim=-1, keepdim=True)
-            torch.hypot(norm_left, norm_corner, out=norm[rows])
             corners.append(corner)
         log_row = log_scale - norm.log()  # log of exp(s) / ||v||
         scale = log_row.exp()
@@ -100,7 +102,7 @@ class _BlockSparseLinear(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_diag):  # type: ignore[override]
         x, weight, xv, scale, norm, diag_exp, above, *corners = ctx.saved_tensors
-        (_, a, b), bounds = ctx.shape, ctx.bounds
+        (d, a, b), bounds = ctx.shape, ctx.bounds
         need_x, need_w, need_s, need_bias = ctx.needs_input_grad[:4]
         # d / d log_row, through W = diag(exp(log_row)) v and through log_diag. The first
         # term, sum_j (grad_y^T x)_ij W_ij, equals sum_n grad_y_ni (x W^T)_ni: a pass over
@@ -127,11 +129,12 @@ class _BlockSparseLinear(torch.autograd.Function):
                 g_corner.addcmul_(corner, coef[rows], value=-1.0).masked_fill_(
                     above[rows, cols], 0
                 )
-                diag = _diagonal(g_corner, (i1 - i0, a, b))
-                diag.mul_(diag_exp[i0:i1]).add_(grad_diag[i0:i1])  # through v = exp(B)
-                grad_weight[rows, i1 * b :] = 0.0  # the zero blocks: never used
+                if i1 < d:
+                    grad_weight[rows, i1 * b :] = 0.0  # the zero blocks: never used
+            diag = _diagonal(grad_weight, (d, a, b))
+            diag.mul_(diag_exp).add_(grad_diag)  # through v = exp(B)
         grad_bias = grad_y.sum(0) if need_bias and ctx.has_bias else None
-        return grad_x, grad_weight, grad_row if need_s else None, grad_bias, None, None, None
+        return grad_x, grad_weight, grad_row if need_s else None, grad_bias, None, None, None, None
 
 
 def block_sparse_linear(
@@ -159,5 +162,7 @@ def block_sparse_linear(
     Returns:
         The outputs ``(batch, d a)`` and the log diagonal blocks ``(d, a, b)``.
     """
-    bounds = tuple(panel_bounds(shape[0], panels))
-    return _BlockSparseLinear.apply(x, weight, log_scale, bias, above, shape, bounds)
+    d = shape[0]
+    bounds = tuple(panel_bounds(d, panels))
+    below = torch.ones(d, d, dtype=weight.dtype, device=weight.device).tril_(-1)
+    return _BlockSparseLinear.apply(x, weight, log_scale, bias, above, below, shape, bounds)
