@@ -284,6 +284,13 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _cell(value: object) -> object:
+    """Two decimals for rates and ratios, "-" for a side that was not run."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else value
+
+
 def _table(result: dict) -> str:
     from tabulate import tabulate
 
@@ -291,7 +298,7 @@ def _table(result: dict) -> str:
     cols += ["ours/authors", "ours/pyro", "ours/authors (cpu)", "ours/pyro (cpu)"]
     cols += ["products", "ours-dense", "time ours/products", "time ours-dense/products"]
     cols += ["time ours/products (cpu)"]
-    body = [[r[c] if r[c] is not None else "-" for c in cols] for r in result["rows"]]
+    body = [[_cell(r[c]) for c in cols] for r in result["rows"]]
     head = (
         f"steps/s, batch {result['batch']}, {result['stat']} of {result['repeats']} x"
         f" {result['steps']}"
