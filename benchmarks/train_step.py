@@ -5,6 +5,12 @@ density_estimation.py): forward pass with log-det, NLL under a standard normal b
 backward, gradient-norm clipping at 0.1, an Adam step. Each side gets the same architecture
 (asserted: parameter shapes, hidden sizes, residuals) and the same batches.
 
+Two more columns time, in the same process, what the structure has to pay for: ``products``, the
+dense matrix products of the same shapes alone (every masked layer's ``x W^T`` with a dense
+``W``, chained, and the backward products for the inputs and weights), and ``ours-dense``, ours
+with every layer forced onto the dense masked product (``MaskedBlockLinear.panels = 1``), shown
+where ours would skip zero blocks (bnaf.flows.blocksparse).
+
 Usage::
 
     python benchmarks/train_step.py                   # CPU, 2 threads, the three models
@@ -18,6 +24,7 @@ import argparse
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -29,12 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_reference import AuthorsBNAF  # noqa: E402
 
-from bnaf.flows import BNAF, BlockFlow  # noqa: E402
+from bnaf.flows import BNAF, BlockFlow, MaskedBlockLinear  # noqa: E402
+from bnaf.flows.blocksparse import panels_for  # noqa: E402
 
 #: name -> (d, flows, L, k): POWER-, MINIBOONE- and BSDS300-like models (H = k d).
 CONFIGS = {
@@ -73,6 +82,15 @@ def _pyro_model(dim: int, flows: int, layers: int, k: int) -> nn.Module | None:
             return x, log_det
 
     return PyroBNAF()
+
+
+def _skips_zero_blocks(model: nn.Module, device: torch.device) -> bool:
+    """Whether some masked layer of ``model`` takes the block-sparse product on ``device``."""
+    return any(
+        panels_for(m.dim, *m.weight.shape, device) > 1
+        for m in model.modules()
+        if isinstance(m, MaskedBlockLinear)
+    )
 
 
 def _describe(model: nn.Module) -> dict:
@@ -154,6 +172,26 @@ def _step_fn(model: nn.Module, batches: list[Tensor]) -> Callable[[int], None]:
     return step
 
 
+def _products_fn(model: BNAF, batches: list[Tensor]) -> Callable[[int], None]:
+    """The dense matrix products of ``model``'s masked layers, chained as in the flow: forward
+    ``h W^T`` and the backward products for ``W`` (and for ``h``, past the first layer)."""
+    shapes = [m.weight.shape for m in model.modules() if isinstance(m, MaskedBlockLinear)]
+    like = batches[0]
+    weights = [torch.randn(s, device=like.device, dtype=like.dtype) for s in shapes]
+    for w in weights:
+        w.requires_grad_()
+
+    def step(i: int) -> None:
+        h = batches[i % len(batches)]
+        for w in weights:
+            h = F.linear(h, w)
+        h.backward(torch.ones_like(h))
+        for w in weights:
+            w.grad = None
+
+    return step
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -179,23 +217,32 @@ def run(args: argparse.Namespace) -> dict:
         gen = torch.Generator().manual_seed(1)
         batches = [torch.randn(args.batch, dim, generator=gen).to(device) for _ in range(4)]
         steps = {n: _step_fn(m.to(device), batches) for n, m in models.items()}
+        steps["products"] = _products_fn(models["ours"], batches)
+        if _skips_zero_blocks(models["ours"], device):
+            torch.manual_seed(0)
+            dense = BNAF(dim, flows=flows, layers=layers, hidden_factor=k).to(device)
+            for m in dense.modules():
+                if isinstance(m, MaskedBlockLinear):
+                    m.panels = 1
+            steps["ours-dense"] = _step_fn(dense, batches)
         for step in steps.values():
             for i in range(args.warmup):
                 step(i)
-        best = {n: math.inf for n in steps}
-        best_cpu = {n: math.inf for n in steps}
-        for _ in range(args.repeats):  # interleaved, best of several: the cores are shared
+        wall: dict[str, list[float]] = {n: [] for n in steps}
+        cpu_time: dict[str, list[float]] = {n: [] for n in steps}
+        for _ in range(args.repeats):  # interleaved repeats: the cores are shared
             for n, step in steps.items():
                 _sync(device)
                 t0, c0 = time.perf_counter(), time.process_time()
                 for i in range(args.steps):
                     step(i)
                 _sync(device)
-                best[n] = min(best[n], time.perf_counter() - t0)
-                best_cpu[n] = min(best_cpu[n], time.process_time() - c0)
-        rate = {n: args.steps / best[n] for n in best}
+                wall[n].append(time.perf_counter() - t0)
+                cpu_time[n].append(time.process_time() - c0)
+        pick = min if args.stat == "best" else statistics.median
+        rate = {n: args.steps / pick(t) for n, t in wall.items()}
         # CPU seconds of this process per step: less sensitive to other jobs on the cores
-        cpu = {n: args.steps / best_cpu[n] for n in best_cpu}
+        cpu = {n: args.steps / pick(t) for n, t in cpu_time.items()}
         row = {
             "model": name,
             "d": dim,
@@ -210,6 +257,15 @@ def run(args: argparse.Namespace) -> dict:
             "ours/pyro": rate["ours"] / rate["pyro"] if "pyro" in rate else None,
             "ours/authors (cpu)": cpu["ours"] / cpu["authors"],
             "ours/pyro (cpu)": cpu["ours"] / cpu["pyro"] if "pyro" in cpu else None,
+            "products": rate["products"],
+            "ours-dense": rate.get("ours-dense"),
+            # a ratio of times, not of rates: 1.0 means the whole step costs what the dense
+            # products of its shapes alone cost
+            "time ours/products": rate["products"] / rate["ours"],
+            "time ours-dense/products": (
+                rate["products"] / rate["ours-dense"] if "ours-dense" in rate else None
+            ),
+            "time ours/products (cpu)": cpu["products"] / cpu["ours"],
         }
         rows.append(row)
     return {
@@ -222,9 +278,17 @@ def run(args: argparse.Namespace) -> dict:
         "batch": args.batch,
         "steps": args.steps,
         "repeats": args.repeats,
+        "stat": args.stat,
         "pyro": "skipped (not installed or --no-pyro)" if rows[0]["pyro"] is None else "run",
         "rows": rows,
     }
+
+
+def _cell(value: object) -> object:
+    """Two decimals for rates and ratios, "-" for a side that was not run."""
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) else value
 
 
 def _table(result: dict) -> str:
@@ -232,9 +296,12 @@ def _table(result: dict) -> str:
 
     cols = ["model", "d", "flows", "L", "H", "params", "ours", "authors", "pyro"]
     cols += ["ours/authors", "ours/pyro", "ours/authors (cpu)", "ours/pyro (cpu)"]
-    body = [[r[c] if r[c] is not None else "-" for c in cols] for r in result["rows"]]
+    cols += ["products", "ours-dense", "time ours/products", "time ours-dense/products"]
+    cols += ["time ours/products (cpu)"]
+    body = [[_cell(r[c]) for c in cols] for r in result["rows"]]
     head = (
-        f"steps/s, batch {result['batch']}, best of {result['repeats']} x {result['steps']}"
+        f"steps/s, batch {result['batch']}, {result['stat']} of {result['repeats']} x"
+        f" {result['steps']}"
         f" steps, {result['device']}, threads={result['threads']}"
         f" (OMP_WAIT_POLICY={result['omp_wait_policy']}), torch {result['torch']},"
         f" {result['date']}; pyro: {result['pyro']}"
@@ -248,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--batch", type=int, default=200, help="batch size (authors: 200)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
-    parser.add_argument("--repeats", type=int, default=5, help="best of this many repeats")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved repeats")
+    parser.add_argument(
+        "--stat", choices=["median", "best"], default="median", help="of the repeats"
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--tiny", action="store_true", help="one tiny model (smoke test)")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnaf.flows import logjac
+from bnaf.flows.blocksparse import block_sparse_linear, panels_for
 from bnaf.flows.config import FlowConfig
 from bnaf.flows.logjac import log_matvec, masked_weights, tanh_derivative, tanh_log_derivative
 
@@ -67,6 +68,10 @@ class MaskedBlockLinear(nn.Module):
         out_factor: ``a``, output units per dimension.
         init: ``"authors"`` (the released code: Xavier-uniform per block row, which produced
             the published numbers) or ``"paper"`` (Appendix C: ``v ~ N(0, 1)``).
+
+    The attribute ``panels`` chooses the product: ``None`` (default) lets
+    :func:`bnaf.flows.blocksparse.panels_for` decide by size and device, ``1`` forces the dense
+    product, more forces that many row panels that skip the zero blocks.
     """
 
     def __init__(self, dim: int, in_factor: int, out_factor: int, init: Init = "authors"):
@@ -77,10 +82,12 @@ class MaskedBlockLinear(nn.Module):
         col = torch.arange(in_features) // in_factor  # block column of each input unit
         self.register_buffer("mask_d", row[:, None] == col[None, :], persistent=False)
         self.register_buffer("mask_o", row[:, None] > col[None, :], persistent=False)
+        self.register_buffer("mask_u", row[:, None] < col[None, :], persistent=False)
 
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.log_scale = nn.Parameter(torch.empty(out_features, 1))  # s in Appendix C
         self.bias = nn.Parameter(torch.empty(out_features))
+        self.panels: int | None = None
         self.reset_parameters(init)
 
     @torch.no_grad()
@@ -114,6 +121,16 @@ class MaskedBlockLinear(nn.Module):
         return masked_weights(weight, self.log_scale, self.mask_o, shape)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        panels = self.panels
+        if panels is None:
+            panels = panels_for(self.dim, *self.weight.shape, x.device)
+        if panels > 1 and x.dim() == 2:
+            # large layers: the products skip the zero blocks (bnaf.flows.blocksparse)
+            weight = self.weight if self.weight.is_contiguous() else self.weight.contiguous()
+            shape = (self.dim, self.out_factor, self.in_factor)
+            return block_sparse_linear(
+                x, weight, self.log_scale, self.bias, self.mask_u, shape, panels
+            )
         w, log_diag = self.weights()
         return F.linear(x, w, self.bias), log_diag
 
