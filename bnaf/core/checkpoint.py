@@ -21,6 +21,7 @@ removes its checkpoint unless asked to keep it. :func:`run_lock` keeps two jobs 
 from __future__ import annotations
 
 import ast
+import copy
 import fcntl
 import hashlib
 import importlib.util
@@ -41,6 +42,7 @@ from bnaf.core.io import atomic_torch_save
 __all__ = [
     "Checkpoint",
     "code_closure",
+    "cpu_copy",
     "fingerprint",
     "rng_state",
     "run_lock",
@@ -101,6 +103,19 @@ def fingerprint(settings: Any, data: str, modules: Iterable[str]) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def cpu_copy(obj: Any) -> Any:
+    r"""A deep copy of ``obj`` with every tensor on the CPU: weights kept for later (the best
+    state, snapshots, Polyak reloads) cost host memory, not device memory, and load anywhere
+    (``load_state_dict`` places them)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return copy.deepcopy(obj)
 
 
 # ------------------------------------------------------------------------- RNG states

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bnaf.core.checkpoint import rng_state, set_rng_state
+from bnaf.core.checkpoint import cpu_copy, rng_state, set_rng_state
 from bnaf.core.errors import BnafError
 from bnaf.core.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
@@ -93,7 +93,7 @@ class Trainer:
     def weights(self) -> dict[str, Any]:
         r"""A copy of the model, optimiser (incl. learning rate) and Polyak states: what the
         authors' ``save_model`` keeps at a new best and ``load_model`` restores at a decay."""
-        return copy.deepcopy(
+        return cpu_copy(  # on the host: a BSDS300 L2 H40d copy is 127 MB of device memory
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
