@@ -28,11 +28,14 @@ their own small archives; whichever checksum was used is reported as ``checksum_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_write_json
 from bnaf.data.archive import extract
 from bnaf.data.http import download
 from bnaf.data.verify import (
@@ -42,11 +45,10 @@ from bnaf.data.verify import (
     locked,
     mark,
     marked,
+    marker,
     matches,
     move_aside,
 )
-from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json
 
 __all__ = [
     "RemoteFile",
@@ -114,15 +116,40 @@ class Fetched:
     sources: dict[str, str]  # file name -> "cache" | "raw_dir" | "mirror:<path>" | "url:<url>"
     checksums: dict[str, str]  # file name -> checksum verified
     checksum_source: dict[str, str]  # file name -> "official" | "override"
+    origins: dict[str, str] = field(default_factory=dict)  # file name -> where it first came from
 
 
 class DataUnavailable(BnafError):
-    """No source has the file: the pipeline marks the dataset "not run" with this reason."""
+    r"""No source has the file: the pipeline marks the dataset "not run" with this reason.
 
-    def __init__(self, message: str, how_to_supply: str) -> None:
+    ``looked_for`` lists every local path where the file was looked for (the pipeline re-runs
+    the download when one of them appears); ``transient`` is true when a URL was tried and the
+    network failed, so the next run tries again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        how_to_supply: str,
+        looked_for: Sequence[Path] = (),
+        transient: bool = False,
+    ) -> None:
         super().__init__(f"{message}. {how_to_supply}")
         self.reason = message
         self.how_to_supply = how_to_supply
+        self.looked_for = [str(p) for p in looked_for]
+        self.transient = transient
+
+
+def _first_source(dest: Path) -> str:
+    r"""Where a verified copy first came from (its marker says), so that a status written from
+    the cache reads the same as the one written when the file arrived: the pipeline compares
+    the status by content, and an unchanged one must not re-run the datasets' preparation."""
+    try:
+        info = json.loads(marker(dest).read_text())
+    except (OSError, ValueError):
+        return "cache"
+    return str(info.get("source", "cache")) if isinstance(info, dict) else "cache"
 
 
 def _from_extracted_mirror(
@@ -168,6 +195,8 @@ def _fetch_file(
     dest = raw_dir / spec.name
     log: list[str] = []
     bad: list[str] = []
+    looked: list[Path] = [dest]
+    tried_urls = False
     with locked(dest):
         source = None
         if marked(dest, checksum):
@@ -185,8 +214,10 @@ def _fetch_file(
                     break
                 if not mirror.is_dir():
                     log.append(f"mirror {mirror}: no such folder")
+                    looked += [mirror / Path(spec.name).name]
                     continue
                 for src in dict.fromkeys(mirror / n for n in names):
+                    looked.append(src)
                     if source is None and src.is_file():
                         ok, got = copy_verified(src, dest, checksum)
                         if ok:
@@ -208,6 +239,7 @@ def _fetch_file(
                     log.append(f"not in mirror {mirror}")
         if source is None:
             for url in urls:
+                tried_urls = True
                 if download(url, dest, retries, timeout, log):
                     part = dest.with_name(dest.name + ".part")
                     ok, got = matches(part, checksum)
@@ -225,14 +257,16 @@ def _fetch_file(
                     + " — a damaged file is never used; delete it and fetch it again"
                 )
             where = " or ".join(str(m / Path(spec.name).name) for m in mirrors)
+            # One text per file, the same for every dataset it blocks (the report groups by it).
             raise DataUnavailable(
                 f"dataset '{dataset}': no copy of {expected} could be had: "
                 + ("; ".join(log) if log else "no mirror and no URL"),
                 f"Download {urls[0] if urls else Path(spec.name).name} and put it at "
                 f"{dest}"
                 + (f" or {where}" if where else "")
-                + " (or name a folder holding it with --mirror, $BNAF_MIRROR or the params' "
-                "'mirror'), then run the download again",
+                + "; the next run of the same command (snakemake or dvc repro) uses it",
+                looked_for=list(dict.fromkeys(looked)),
+                transient=tried_urls,
             )
         if source != "cache":
             mark(dest, checksum, source)
@@ -288,7 +322,10 @@ def fetch(
             spec.name, f, raw_dir, mirrors, overrides, retries, timeout, urls.get(f.name, f.urls)
         )
         paths.update(got)
-    return Fetched(spec.name, paths, sources, sums, origin)
+    origins = {
+        n: _first_source(raw_dir / n) if src == "cache" else src for n, src in sources.items()
+    }
+    return Fetched(spec.name, paths, sources, sums, origin, origins)
 
 
 def write_status(
@@ -296,6 +333,7 @@ def write_status(
     spec: DatasetSpec,
     fetched: Fetched | None = None,
     error: DataUnavailable | None = None,
+    retry: str = "",
 ) -> dict[str, Any]:
     """Write the ``download`` checkpoint's status JSON (available or not, and why)."""
     status: dict[str, Any] = {
@@ -307,10 +345,15 @@ def write_status(
         "files": [
             {"name": f.name, "urls": list(f.urls), "checksum": f.checksum} for f in spec.files
         ],
+        # Re-checked by the pipeline: the download runs again when one of these paths appears
+        # (missing file) or on the next run at all (network failure); see recheck().
+        "looked_for": [] if error is None else error.looked_for,
+        "transient": False if error is None else error.transient,
+        "retry": retry,
     }
     if fetched is not None:
         status["paths"] = {k: str(v) for k, v in sorted(fetched.paths.items())}
-        status["obtained_from"] = fetched.sources
+        status["obtained_from"] = fetched.origins or fetched.sources
         status["verified_checksums"] = fetched.checksums
         status["checksum_source"] = fetched.checksum_source
     atomic_write_json(path, status)
