@@ -28,7 +28,6 @@ their own small archives; whichever checksum was used is reported as ``checksum_
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +41,11 @@ from bnaf.data.verify import (
     ChecksumError,
     copy_verified,
     file_digest,
+    first_source,
+    from_extracted_mirror,
     locked,
     mark,
     marked,
-    marker,
     matches,
     move_aside,
 )
@@ -121,11 +121,8 @@ class Fetched:
 
 class DataUnavailable(BnafError):
     r"""No source has the file: the pipeline marks the dataset "not run" with this reason.
-
-    ``looked_for`` lists every local path where the file was looked for (the pipeline re-runs
-    the download when one of them appears); ``transient`` is true when a URL was tried and the
-    network failed, so the next run tries again.
-    """
+    ``looked_for``: the local paths tried (the download re-runs when one appears);
+    ``transient``: a URL was tried and failed (the next run tries again)."""
 
     def __init__(
         self,
@@ -139,45 +136,6 @@ class DataUnavailable(BnafError):
         self.how_to_supply = how_to_supply
         self.looked_for = [str(p) for p in looked_for]
         self.transient = transient
-
-
-def _first_source(dest: Path) -> str:
-    r"""Where a verified copy first came from (its marker says), so that a status written from
-    the cache reads the same as the one written when the file arrived: the pipeline compares
-    the status by content, and an unchanged one must not re-run the datasets' preparation."""
-    try:
-        info = json.loads(marker(dest).read_text())
-    except (OSError, ValueError):
-        return "cache"
-    return str(info.get("source", "cache")) if isinstance(info, dict) else "cache"
-
-
-def _from_extracted_mirror(
-    spec: RemoteFile, raw_dir: Path, mirrors: Sequence[Path], overrides: Mapping[str, str]
-) -> dict[str, Path] | None:
-    """The archive's members already extracted in a mirror, each with a known checksum."""
-    sums = {m: overrides.get(m, spec.member_checksums.get(m)) for m in spec.members}
-    if not spec.members or any(v is None for v in sums.values()):
-        return None
-    for mirror in mirrors:
-        for top in ("", "data/"):
-            srcs = {m: mirror / f"{top}{m}" for m in spec.members}
-            if not all(p.is_file() for p in srcs.values()):
-                continue
-            out = {}
-            for m, src in srcs.items():
-                dest = raw_dir / m
-                if not marked(dest, sums[m]):
-                    ok, got = copy_verified(src, dest, sums[m])
-                    if not ok:
-                        raise ChecksumError(
-                            f"{src}: checksum {got} != expected {sums[m]}; not used "
-                            f"(the copy was moved aside to {dest.name}.corrupt)"
-                        )
-                    mark(dest, sums[m], f"mirror:{src}")
-                out[m] = dest
-            return out
-    return None
 
 
 def _fetch_file(
@@ -225,7 +183,9 @@ def _fetch_file(
                         else:
                             bad.append(f"{src} has {got}")
                 if source is None and spec.members:
-                    extracted = _from_extracted_mirror(spec, raw_dir, [mirror], overrides)
+                    extracted = from_extracted_mirror(
+                        spec.members, spec.member_checksums, raw_dir, [mirror], overrides
+                    )
                     if extracted is not None:
                         sums = ", ".join(
                             f"{m}={overrides.get(m, spec.member_checksums.get(m))}"
@@ -323,7 +283,7 @@ def fetch(
         )
         paths.update(got)
     origins = {
-        n: _first_source(raw_dir / n) if src == "cache" else src for n, src in sources.items()
+        n: first_source(raw_dir / n) if src == "cache" else src for n, src in sources.items()
     }
     return Fetched(spec.name, paths, sources, sums, origin, origins)
 
