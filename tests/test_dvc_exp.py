@@ -38,7 +38,7 @@ def test_exp_show_puts_the_table1_numbers_of_two_runs_side_by_side(
     repo: tuple[Path, dict[str, str]],  # noqa: F811
 ) -> None:
     work, env = repo
-    first = _run(["dvc", "exp", "run", "-n", "base"], work, env)
+    first = _run(["dvc", "exp", "run", "-n", "base"], work, env, timeout=1800)
     assert "uci" in _stages_run(first)
     base_ll = json.loads((work / "reports" / "table1.json").read_text())["results"][0]
     base_ll = base_ll["test_ll"]["ours"]["mean"]
@@ -46,6 +46,7 @@ def test_exp_show_puts_the_table1_numbers_of_two_runs_side_by_side(
         ["dvc", "exp", "run", "-n", "lr", "-S", "params/quick/uci.yaml:uci.train.lr=0.005"],
         work,
         env,
+        timeout=1800,
     )
     assert _stages_run(second) == {"uci", "normalisation", "report"}, second[-2000:]
     lr_ll = json.loads((work / "reports" / "table1.json").read_text())["results"][0]
