@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from bnaf.data.fetch import DataUnavailable, write_status
@@ -76,16 +75,17 @@ def retry_token(status: str | Path) -> str:
 
     Given as a rule parameter: Snakemake re-runs a job whose parameters changed, so a failed
     download is tried again by the next run, and a final status (found, or missing from every
-    place with no network attempt) keeps the empty token and is left alone.
+    place with no network attempt) keeps its token and is left alone. The token of a failed
+    status is its modification time: the same however often one run asks, new once rewritten.
     """
     data = _read_status(status)
     if data is None:
         return ""
     if data.get("available") or not data.get("transient"):
         # The token the status was written under (``--retry``): the same value as the run
-        # that wrote it, so a final status is not re-run for a changed token.
+        # that wrote it recorded, so a final status is not re-run for a changed token.
         return str(data.get("retry", ""))
-    return str(time.time_ns())
+    return f"after-{Path(status).stat().st_mtime_ns}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
