@@ -53,21 +53,15 @@ def watch(status: str | Path) -> list[str]:
     r"""The paths whose presence the download depends on, as the checkpoint's inputs.
 
     For a missing file: those of the places it was looked for that exist now, so a file put
-    there makes the input set change and the download run again. For a file found in a
-    mirror: that file, so the input set stays the same from run to run (a changed set re-runs
-    the job). Otherwise none.
+    there changes the input set and the download runs again. For a dataset that was found:
+    the inputs it was found with (``--watched``, kept in the status), so the set stays the
+    one Snakemake recorded (a changed set would re-run the job).
     """
     data = _read_status(status)
     if data is None:
         return []
-    if data.get("available"):
-        found = [
-            src.removeprefix("mirror:")
-            for src in (data.get("obtained_from") or {}).values()
-            if isinstance(src, str) and src.startswith("mirror:")
-        ]
-        return [p for p in found if Path(p).is_file()]
-    return [p for p in data.get("looked_for", []) if isinstance(p, str) and Path(p).is_file()]
+    paths = data.get("watched", []) if data.get("available") else data.get("looked_for", [])
+    return [p for p in paths if isinstance(p, str) and Path(p).is_file()]
 
 
 def retry_token(status: str | Path) -> str:
@@ -99,6 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retry", default="", help="the pipeline's retry token, kept in the status (watch)"
     )
+    parser.add_argument(
+        "--watched", nargs="*", default=[], help="the pipeline's watched inputs, kept likewise"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     except DataUnavailable as exc:
         if not args.status:
             raise
-        write_status(args.status, spec, error=exc, retry=args.retry)
+        write_status(args.status, spec, error=exc, retry=args.retry, watched=args.watched)
         print(f"not available: {exc}", file=sys.stderr)
         return 0
     if args.status:
-        write_status(args.status, spec, fetched, retry=args.retry)
+        write_status(args.status, spec, fetched, retry=args.retry, watched=args.watched)
     for member, path in sorted(fetched.paths.items()):
         print(f"{spec.name}: {member} -> {path}")
     for name, source in fetched.sources.items():

@@ -116,7 +116,7 @@ class Fetched:
     sources: dict[str, str]  # file name -> "cache" | "raw_dir" | "mirror:<path>" | "url:<url>"
     checksums: dict[str, str]  # file name -> checksum verified
     checksum_source: dict[str, str]  # file name -> "official" | "override"
-    origins: dict[str, str] = field(default_factory=dict)  # file name -> where it first came from
+    origins: dict[str, str] = field(default_factory=dict)  # file name -> first source
 
 
 class DataUnavailable(BnafError):
@@ -282,10 +282,8 @@ def fetch(
             spec.name, f, raw_dir, mirrors, overrides, retries, timeout, urls.get(f.name, f.urls)
         )
         paths.update(got)
-    origins = {
-        n: first_source(raw_dir / n) if src == "cache" else src for n, src in sources.items()
-    }
-    return Fetched(spec.name, paths, sources, sums, origin, origins)
+    first = {n: first_source(raw_dir / n) if s == "cache" else s for n, s in sources.items()}
+    return Fetched(spec.name, paths, sources, sums, origin, first)
 
 
 def write_status(
@@ -294,6 +292,7 @@ def write_status(
     fetched: Fetched | None = None,
     error: DataUnavailable | None = None,
     retry: str = "",
+    watched: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the ``download`` checkpoint's status JSON (available or not, and why)."""
     status: dict[str, Any] = {
@@ -305,11 +304,11 @@ def write_status(
         "files": [
             {"name": f.name, "urls": list(f.urls), "checksum": f.checksum} for f in spec.files
         ],
-        # Re-checked by the pipeline: the download runs again when one of these paths appears
-        # (missing file) or on the next run at all (network failure); see recheck().
+        # What the pipeline re-checks (bnaf.data.download.watch and retry_token)
         "looked_for": [] if error is None else error.looked_for,
         "transient": False if error is None else error.transient,
         "retry": retry,
+        "watched": list(watched),
     }
     if fetched is not None:
         status["paths"] = {k: str(v) for k, v in sorted(fetched.paths.items())}

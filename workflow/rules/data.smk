@@ -36,12 +36,12 @@ checkpoint data_download:
         runtime=DATA.resources.runtime,
     shell:
         "{PY} data download {wildcards.name} --params {PARAMS}/data.yaml --status {output}"
-        " --retry '{params.retry}' > {log} 2>&1"
+        " --retry '{params.retry}' --watched {input.found} > {log} 2>&1"
 
 
 rule data_prepare:
     input:
-        "data/raw/{name}.status.json",
+        ancient("data/raw/{name}.status.json"),  # a re-checked download keeps the data
     output:
         "data/prepared/{name}.h5",
     log:
