@@ -15,7 +15,7 @@ import pytest
 from bnaf.core.config import load
 from bnaf.core.errors import BnafError
 from bnaf.report.provenance import stage_times
-from bnaf.report.report import ReportParams, build, metrics
+from bnaf.report.report import ReportParams, build, write_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,20 +85,30 @@ def test_reproduced_numbers_sit_beside_published_ones(tmp_path: Path) -> None:
     power = rows["power: test log-likelihood (nats)"]
     # (0.58 - 0.61) / 0.01 = -3 published stds
     assert power["delta_in_published_std"] == pytest.approx(-3.0)
-    assert "| 0.58 ± 0.02 | 0.61 ± 0.01 | -3.0" in md.replace("  ", " ").replace("  ", " ")
+    # A reduced budget: published beside ours, without the distance in published stds.
+    table = md.replace("  ", " ").replace("  ", " ")
+    assert "| 0.58 ± 0.02 | 0.61 ± 0.01 |\n" in table and "-3.0" not in table
+    paper = _params(work)
+    paper.reduced = False
+    md_paper, _ = build(paper, work, work / "reports")
+    assert "| 0.58 ± 0.02 | 0.61 ± 0.01 | -3.0" in md_paper.replace("  ", " ").replace("  ", " ")
     nll = rows["mnist: NLL (bnaf-K8-H4d)"]
     assert nll["delta_in_published_std"] == pytest.approx((81.0 - 80.71) / 0.09)
     ratio = rows["power: NAF(5) / B-NAF parameters"]
     assert (ratio["ours"], ratio["paper"], ratio["delta_in_published_std"]) == (2.0, 2.29, None)
     # Every part's differences are collected, and what it did not run is named with the fix.
     assert "AMSGrad" in md and "Adamax as Sylvester flows" in md
-    assert "(table1) `gas`: archive absent To supply it: put it in" in md
-    flat = metrics(twin)
-    assert flat["table1"]["power: test log-likelihood (nats)"] == {
-        "ours": 0.58,
-        "published": 0.61,
-        "delta_std": -3.0,
-    }
+    assert "- Data is missing; it blocks table1: gas. To supply it: put it in." in md
+    written = write_metrics(_params(work), work, work / "metrics")
+    assert sorted(p.name for p in written) == [
+        "normalisation.json",
+        "table1.json",
+        "table2.json",
+        "toy.json",
+    ]
+    flat = json.loads((work / "metrics" / "table1.json").read_text())
+    assert flat == {"power_test_ll": 0.58, "power_test_ll_std": 0.02}
+    assert json.loads((work / "metrics" / "toy.json").read_text()) == {}  # not run
 
 
 def test_figures_are_linked_when_made_and_named_when_missing(tmp_path: Path) -> None:
@@ -150,11 +160,12 @@ def test_cli_writes_the_report_or_one_error_line(tmp_path: Path) -> None:
     work = _work(tmp_path)
     _write(work, "table1", TABLE1)
     cmd = [sys.executable, "-m", "bnaf", "report", "--params", "params/report.yaml"]
-    cmd += ["--metrics", "reports/metrics.json"]
+    cmd += ["--metrics", "reports/metrics", "--html", "reports/html"]
     ok = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert (work / "reports" / "report.md").is_file()
-    assert json.loads((work / "reports" / "metrics.json").read_text())["table1"]
+    assert json.loads((work / "reports" / "metrics" / "table1.json").read_text())
+    assert (work / "reports" / "html" / "table1.html").is_file()
     _write(work, "table2", {"ours": {}, "not_run": []})
     bad = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
@@ -193,3 +204,28 @@ def test_a_part_built_with_another_budget_is_flagged(tmp_path: Path) -> None:
     md, _ = build(_params(work), work, work / "reports")
     assert "table1 `paper` — NOT this report's budget" in md
     assert "table2 `quick` (REDUCED)." in md
+
+
+def test_one_line_per_missing_file_and_short_difference_lines(tmp_path: Path) -> None:
+    work = _work(tmp_path, with_rules=("uci", "normalisation"))
+    how = "Download https://zenodo.org/x/data.tar.gz and put it at data/raw/maf/data.tar.gz"
+    reason = "dataset '{}': no copy of maf/data.tar.gz (md5:9b9c) could be had: " + "x" * 300
+    items = [{"dataset": d, "reason": reason.format(d), "how_to_supply": how} for d in "abc"]
+    long = "a choice explained at length " * 20
+    _write(
+        work, "table1", {**TABLE1, "not_run": items, "differences": [{"topic": "t", "ours": long}]}
+    )
+    _write(work, "normalisation", {"toy": [], "uci": [], "not_run": items[:2], "differences": []})
+    (work / "reports" / "table1.md").write_text(
+        "\n".join(f"- Not run: {i['dataset']} — {i['reason']}. To supply it: {how}" for i in items)
+    )
+    md, _ = build(_params(work), work, work / "reports")
+    # The instructions appear once, on the line naming the file and all it blocks.
+    assert md.count(how) == 1
+    line = next(x for x in md.splitlines() if how in x)
+    assert line.startswith("- `maf/data.tar.gz` is missing; it blocks table1: a, b, c;")
+    assert "normalisation: a, b." in line
+    assert "x" * 300 not in md  # the parts' long reasons point to "Not run" instead
+    section = md.split("### Where this run differs from the paper", 1)[1]
+    assert long.strip() in " ".join(x.strip("- ") for x in section.split())
+    assert max(len(x) for x in section.splitlines()) <= 99

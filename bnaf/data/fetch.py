@@ -33,20 +33,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bnaf.core.errors import BnafError
+from bnaf.core.io import atomic_write_json
 from bnaf.data.archive import extract
 from bnaf.data.http import download
 from bnaf.data.verify import (
     ChecksumError,
     copy_verified,
     file_digest,
+    first_source,
+    from_extracted_mirror,
     locked,
     mark,
     marked,
     matches,
     move_aside,
 )
-from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json
 
 __all__ = [
     "RemoteFile",
@@ -114,43 +116,26 @@ class Fetched:
     sources: dict[str, str]  # file name -> "cache" | "raw_dir" | "mirror:<path>" | "url:<url>"
     checksums: dict[str, str]  # file name -> checksum verified
     checksum_source: dict[str, str]  # file name -> "official" | "override"
+    origins: dict[str, str] = field(default_factory=dict)  # file name -> first source
 
 
 class DataUnavailable(BnafError):
-    """No source has the file: the pipeline marks the dataset "not run" with this reason."""
+    r"""No source has the file: the pipeline marks the dataset "not run" with this reason.
+    ``looked_for``: the local paths tried (the download re-runs when one appears);
+    ``transient``: a URL was tried and failed (the next run tries again)."""
 
-    def __init__(self, message: str, how_to_supply: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        how_to_supply: str,
+        looked_for: Sequence[Path] = (),
+        transient: bool = False,
+    ) -> None:
         super().__init__(f"{message}. {how_to_supply}")
         self.reason = message
         self.how_to_supply = how_to_supply
-
-
-def _from_extracted_mirror(
-    spec: RemoteFile, raw_dir: Path, mirrors: Sequence[Path], overrides: Mapping[str, str]
-) -> dict[str, Path] | None:
-    """The archive's members already extracted in a mirror, each with a known checksum."""
-    sums = {m: overrides.get(m, spec.member_checksums.get(m)) for m in spec.members}
-    if not spec.members or any(v is None for v in sums.values()):
-        return None
-    for mirror in mirrors:
-        for top in ("", "data/"):
-            srcs = {m: mirror / f"{top}{m}" for m in spec.members}
-            if not all(p.is_file() for p in srcs.values()):
-                continue
-            out = {}
-            for m, src in srcs.items():
-                dest = raw_dir / m
-                if not marked(dest, sums[m]):
-                    ok, got = copy_verified(src, dest, sums[m])
-                    if not ok:
-                        raise ChecksumError(
-                            f"{src}: checksum {got} != expected {sums[m]}; not used "
-                            f"(the copy was moved aside to {dest.name}.corrupt)"
-                        )
-                    mark(dest, sums[m], f"mirror:{src}")
-                out[m] = dest
-            return out
-    return None
+        self.looked_for = [str(p) for p in looked_for]
+        self.transient = transient
 
 
 def _fetch_file(
@@ -168,6 +153,8 @@ def _fetch_file(
     dest = raw_dir / spec.name
     log: list[str] = []
     bad: list[str] = []
+    looked: list[Path] = [dest]
+    tried_urls = False
     with locked(dest):
         source = None
         if marked(dest, checksum):
@@ -185,8 +172,10 @@ def _fetch_file(
                     break
                 if not mirror.is_dir():
                     log.append(f"mirror {mirror}: no such folder")
+                    looked += [mirror / Path(spec.name).name]
                     continue
                 for src in dict.fromkeys(mirror / n for n in names):
+                    looked.append(src)
                     if source is None and src.is_file():
                         ok, got = copy_verified(src, dest, checksum)
                         if ok:
@@ -194,7 +183,9 @@ def _fetch_file(
                         else:
                             bad.append(f"{src} has {got}")
                 if source is None and spec.members:
-                    extracted = _from_extracted_mirror(spec, raw_dir, [mirror], overrides)
+                    extracted = from_extracted_mirror(
+                        spec.members, spec.member_checksums, raw_dir, [mirror], overrides
+                    )
                     if extracted is not None:
                         sums = ", ".join(
                             f"{m}={overrides.get(m, spec.member_checksums.get(m))}"
@@ -208,6 +199,7 @@ def _fetch_file(
                     log.append(f"not in mirror {mirror}")
         if source is None:
             for url in urls:
+                tried_urls = True
                 if download(url, dest, retries, timeout, log):
                     part = dest.with_name(dest.name + ".part")
                     ok, got = matches(part, checksum)
@@ -225,14 +217,16 @@ def _fetch_file(
                     + " — a damaged file is never used; delete it and fetch it again"
                 )
             where = " or ".join(str(m / Path(spec.name).name) for m in mirrors)
+            # One text per file, the same for every dataset it blocks (the report groups by it).
             raise DataUnavailable(
                 f"dataset '{dataset}': no copy of {expected} could be had: "
                 + ("; ".join(log) if log else "no mirror and no URL"),
                 f"Download {urls[0] if urls else Path(spec.name).name} and put it at "
                 f"{dest}"
                 + (f" or {where}" if where else "")
-                + " (or name a folder holding it with --mirror, $BNAF_MIRROR or the params' "
-                "'mirror'), then run the download again",
+                + "; the next run of the same command (snakemake or dvc repro) uses it",
+                looked_for=list(dict.fromkeys(looked)),
+                transient=tried_urls,
             )
         if source != "cache":
             mark(dest, checksum, source)
@@ -288,7 +282,8 @@ def fetch(
             spec.name, f, raw_dir, mirrors, overrides, retries, timeout, urls.get(f.name, f.urls)
         )
         paths.update(got)
-    return Fetched(spec.name, paths, sources, sums, origin)
+    first = {n: first_source(raw_dir / n) if s == "cache" else s for n, s in sources.items()}
+    return Fetched(spec.name, paths, sources, sums, origin, first)
 
 
 def write_status(
@@ -296,6 +291,8 @@ def write_status(
     spec: DatasetSpec,
     fetched: Fetched | None = None,
     error: DataUnavailable | None = None,
+    retry: str = "",
+    watched: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write the ``download`` checkpoint's status JSON (available or not, and why)."""
     status: dict[str, Any] = {
@@ -307,10 +304,15 @@ def write_status(
         "files": [
             {"name": f.name, "urls": list(f.urls), "checksum": f.checksum} for f in spec.files
         ],
+        # What the pipeline re-checks (bnaf.data.download.watch and retry_token)
+        "looked_for": [] if error is None else error.looked_for,
+        "transient": False if error is None else error.transient,
+        "retry": retry,
+        "watched": list(watched),
     }
     if fetched is not None:
         status["paths"] = {k: str(v) for k, v in sorted(fetched.paths.items())}
-        status["obtained_from"] = fetched.sources
+        status["obtained_from"] = fetched.origins or fetched.sources
         status["verified_checksums"] = fetched.checksums
         status["checksum_source"] = fetched.checksum_source
     atomic_write_json(path, status)

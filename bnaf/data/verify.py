@@ -10,7 +10,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from bnaf.core.errors import BnafError
@@ -28,6 +28,8 @@ __all__ = [
     "marked",
     "mark",
     "copy_verified",
+    "first_source",
+    "from_extracted_mirror",
 ]
 
 CHUNK = 1 << 20
@@ -112,3 +114,46 @@ def copy_verified(src: Path, dest: Path, checksum: str) -> tuple[bool, str]:
         return False, f"{algo}:{h.hexdigest()}"
     part.replace(dest)
     return True, checksum
+
+
+def first_source(dest: Path) -> str:
+    r"""Where a verified copy first came from (its marker says), so that a status written from
+    the cache reads the same as the one written when the file arrived: the pipeline compares
+    the status by content, and an unchanged one must not re-run the datasets' preparation."""
+    try:
+        info = json.loads(marker(dest).read_text())
+    except (OSError, ValueError):
+        return "cache"
+    return str(info.get("source", "cache")) if isinstance(info, dict) else "cache"
+
+
+def from_extracted_mirror(
+    members: Sequence[str],
+    member_checksums: Mapping[str, str],
+    raw_dir: Path,
+    mirrors: Sequence[Path],
+    overrides: Mapping[str, str],
+) -> dict[str, Path] | None:
+    """An archive's members already extracted in a mirror, each with a known checksum."""
+    sums = {m: overrides.get(m, member_checksums.get(m)) for m in members}
+    if not members or any(v is None for v in sums.values()):
+        return None
+    for mirror in mirrors:
+        for top in ("", "data/"):
+            srcs = {m: mirror / f"{top}{m}" for m in members}
+            if not all(p.is_file() for p in srcs.values()):
+                continue
+            out = {}
+            for m, src in srcs.items():
+                dest = raw_dir / m
+                if not marked(dest, sums[m]):
+                    ok, got = copy_verified(src, dest, sums[m])
+                    if not ok:
+                        raise ChecksumError(
+                            f"{src}: checksum {got} != expected {sums[m]}; not used "
+                            f"(the copy was moved aside to {dest.name}.corrupt)"
+                        )
+                    mark(dest, sums[m], f"mirror:{src}")
+                out[m] = dest
+            return out
+    return None

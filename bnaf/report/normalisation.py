@@ -233,7 +233,9 @@ def _markdown(result: dict[str, Any]) -> str:
     lines += [tabulate(rows, head, "github") if rows else "No trained model (see not run).", ""]
     lines += [
         "The normalised density p/Z has a test log-likelihood -log Z nats (>= 0) above the "
-        "reported one.",
+        "reported one. MC Z is the fraction of base draws inside the flow's range: "
+        "`0.00000 ± 0` means no draw fell inside (the range of a model on d >= 6 dimensions "
+        "can be a tiny part of the base), so only the 95% bound is known and -log Z is `-`.",
         "",
     ]
     rows = [

@@ -12,11 +12,16 @@ import base64
 import binascii
 import importlib.metadata
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["StageTime", "stage_times", "library_versions", "devices_in"]
+from tabulate import tabulate
+
+from bnaf.report.params import ReportParams
+
+__all__ = ["StageTime", "devices_in", "how_run", "library_versions", "stage_times"]
 
 #: libraries whose versions the report lists beside python/torch/numpy.
 LIBRARIES: tuple[str, ...] = (
@@ -113,3 +118,52 @@ def devices_in(obj: Any) -> set[str]:
         for value in obj:
             found |= devices_in(value)
     return found
+
+
+def how_run(params: ReportParams, parts: dict[str, dict[str, Any]], workdir: Path) -> list[str]:
+    """The "How this was run" section: budget, devices, machine, commit, stage times, versions."""
+    from bnaf.core.runtime import environment_info  # imports torch: only when writing it
+
+    env = environment_info()
+    label = "REDUCED: far fewer epochs/steps than the paper" if params.reduced else "the paper's"
+    budgets = [
+        f"{name} `{data.get('budget', '?')}`"
+        + (" (REDUCED)" if data.get("reduced") else "")
+        + ("" if data.get("budget") in (None, params.budget) else " — NOT this report's budget")
+        for name, data in parts.items()
+    ]
+    devices = sorted(set().union(*(devices_in(p) for p in parts.values())) or {"not recorded"})
+    out = [
+        "## How this was run",
+        "",
+        f"- **Budget:** `{params.budget}` — {label}.",
+        f"- **Budget each part was built with:** {', '.join(budgets) or 'no part ran'}.",
+        f"- **Devices used by the runs:** {', '.join(devices)}.",
+        f"- **This machine:** {env['platform']}, {env['processor']}, {env['cpu_count']} CPUs"
+        + (f", GPU {env['gpu']}" if env.get("gpu") else "")
+        + ".",
+        f"- **Git commit:** `{env['git_commit'] or 'unknown (not a git checkout)'}`.",
+        f"- **Generated:** {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.",
+        "",
+        "### Wall time per stage",
+        "",
+    ]
+    times = stage_times(workdir)
+    if times:
+        rows = [[t.rule, t.jobs, f"{t.wall_s:.1f}", f"{t.longest_s:.1f}"] for t in times]
+        out.append(
+            tabulate(rows, ["rule", "jobs", "summed wall time (s)", "longest job (s)"], "github")
+        )
+        total = sum(t.wall_s for t in times)
+        span = max(t.last_end for t in times) - min(t.first_start for t in times)
+        out += [
+            "",
+            f"Total compute: {total:.1f} job-seconds ({total / 3600:.2f} job-hours); "
+            f"first job start to last job end: {span / 60:.1f} min.",
+        ]
+    else:
+        out.append("No Snakemake job records found (.snakemake/metadata): stage times unknown.")
+    versions = {k: env[k] for k in ("python", "torch", "numpy")} | library_versions()
+    out += ["", "### Library versions", ""]
+    out.append(tabulate(sorted(versions.items()), ["library", "version"], "github"))
+    return out

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     for label, config in ours.items():
         if not params.plain_vae and config == "vae":
             continue
-        row, drow = [f"{label} {config} (ours, {params.budget})"], [f"{label} (ours) − paper"]
+        name = label if config == label.lower() else f"{label} {config.removeprefix('bnaf-')}"
+        row, drow = [f"{name} (ours, {params.budget})"], [f"{label} (ours) − paper"]
         for d in _COLUMNS:
             for k, key in enumerate(("test_neg_elbo", "test_nll")):
                 if d not in runs:

@@ -1,9 +1,12 @@
 # Datasets: data_download (checkpoint: fetch + verify, or a status saying why not) ->
 # data_prepare (HDF5). `snakemake --cores 2 data` prepares every dataset of
 # params/<budget>/data.yaml that can be obtained; the others are named "not run" in
-# data/raw/<name>.status.json with their reason and how to supply them.
+# data/raw/<name>.status.json with their reason and how to supply them. A status is checked
+# again by the next run when a file appears where it looked (its inputs, bnaf.data.download
+# watch), after a network failure (retry_token) or when data.yaml changes.
 import json
 
+from bnaf.data.download import retry_token, watch
 from bnaf.data.params import load_data_params
 
 DATA = load_data_params(f"{PARAMS}/data.yaml")
@@ -20,20 +23,25 @@ wildcard_constraints:
 
 
 checkpoint data_download:
+    input:
+        params=f"{PARAMS}/data.yaml",
+        found=lambda w: watch(f"data/raw/{w.name}.status.json"),
     output:
         "data/raw/{name}.status.json",
     log:
         "logs/data_download/{name}.log",
+    params:
+        retry=lambda w: retry_token(f"data/raw/{w.name}.status.json"),
     resources:
         runtime=DATA.resources.runtime,
     shell:
         "{PY} data download {wildcards.name} --params {PARAMS}/data.yaml --status {output}"
-        " > {log} 2>&1"
+        " --retry '{params.retry}' --watched {input.found} > {log} 2>&1"
 
 
 rule data_prepare:
     input:
-        "data/raw/{name}.status.json",
+        ancient("data/raw/{name}.status.json"),  # a re-checked download keeps the data
     output:
         "data/prepared/{name}.h5",
     log:

@@ -15,7 +15,7 @@ localrules:
 
 rule vae_train:
     input:
-        status="data/raw/{dataset}.status.json",
+        status=ancient("data/raw/{dataset}.status.json"),  # re-checked: no retraining
     output:
         metrics=f"{vae.RUN}/metrics.json",
         model=f"{vae.RUN}/model.pt",
