@@ -95,3 +95,21 @@ def test_exact_mean_of_a_known_density() -> None:
         [-0.5 * (r**2).sum() / 4 - 2 * math.log(2.0) - math.log(2 * math.pi) for r in x.numpy()]
     )
     assert summarise(values).mean == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_standard_normal_log_prob_sums_the_last_dimension_of_any_shape() -> None:
+    z = torch.randn(2, 3, 5, generator=torch.Generator().manual_seed(1))
+    want = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    torch.testing.assert_close(standard_normal_log_prob(z), want)
+
+
+def test_two_samples_have_a_standard_error() -> None:
+    # values 1 and 3: std(ddof=1) = sqrt(2), standard error sqrt(2) / sqrt(2) = 1
+    assert summarise(torch.tensor([1.0, 3.0])).stderr == pytest.approx(1.0)
+
+
+def test_mean_se_accumulates_in_float64() -> None:
+    # in float32, 2^24 + 1 rounds back to 2^24: a float32 sum would lose the three ones
+    values = np.array([2.0**24, 1.0, 1.0, 1.0], dtype=np.float32)
+    mean, _ = mean_se(values)
+    assert mean == (2.0**24 + 3.0) / 4
