@@ -1,0 +1,45 @@
+"""Boundary cases of the core modules that the property tests do not reach.
+
+Each pins a rule with an outside reference: torch's ``ReduceLROnPlateau`` ignores a decay
+smaller than ``eps``; a parameter count by hand for one and two flows; a saved flow comes back
+on the CPU by default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from bnaf.core.optim import decayed_lr
+from bnaf.flows import BNAF, save_flow
+from bnaf.flows.count import bnaf_counts
+from bnaf.flows.model import load_flow, load_flow_meta
+
+
+def test_decay_smaller_than_eps_is_ignored_as_in_torch() -> None:
+    # torch.optim.lr_scheduler.ReduceLROnPlateau: the new rate is taken only if
+    # old_lr - new_lr > eps (strictly); 2e-8 * 0.5 and 2e-8 - 1e-8 are exact in binary
+    assert decayed_lr(2e-8, 0.5, 0.0) == 2e-8
+    assert decayed_lr(2e-8, 0.5, 0.0, eps=0.5e-8) == 1e-8
+    # at the minimum plus a hair: the clamp would move it by less than eps, so it stays
+    assert decayed_lr(5e-4 + 5e-9, 0.5, 5e-4) == 5e-4 + 5e-9
+    assert decayed_lr(1e-2, 0.5, 5e-4) == 5e-3
+    assert decayed_lr(6e-4, 0.5, 5e-4) == 5e-4
+
+
+@pytest.mark.parametrize("flows, paper, full", [(1, 14, 16), (2, 29, 33)])
+def test_bnaf_counts_by_hand(flows: int, paper: int, full: int) -> None:
+    # d = 2, L = 1, k = 1: two 2x2 layers, each 4 weights (1 above the block diagonal),
+    # 2 log-scales and 2 biases = 8 stored, 7 counted by the paper; every flow but the last
+    # has one gate: 1 flow = 16 / 14, 2 flows = 16 + 1 + 16 = 33 / 14 + 1 + 14 = 29
+    assert bnaf_counts(2, 1, 1, flows=flows) == {"paper": paper, "full": full}
+
+
+def test_saved_flow_loads_on_the_cpu_by_default(tmp_path: Path) -> None:
+    model = BNAF(3, flows=2, layers=1, hidden_factor=2)
+    save_flow(model, tmp_path / "m.pt", note="x")
+    for loaded in (load_flow(tmp_path / "m.pt"), load_flow_meta(tmp_path / "m.pt")[0]):
+        assert all(p.device == torch.device("cpu") for p in loaded.parameters())
+    assert load_flow_meta(tmp_path / "m.pt")[1]["note"] == "x"
