@@ -1,8 +1,9 @@
 """Boundary cases of the core modules that the property tests do not reach.
 
 Each pins a rule with an outside reference: torch's ``ReduceLROnPlateau`` ignores a decay
-smaller than ``eps``; a parameter count by hand for one and two flows; a saved flow comes back
-on the CPU by default.
+smaller than ``eps`` and counts an improvement only when strictly better than the threshold;
+Adam's defaults are Kingma and Ba's (Algorithm 1); a parameter count by hand for one and two
+flows; a saved flow comes back on the CPU by default.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bnaf.core.optim import decayed_lr
+from bnaf.core.optim import Adam, PlateauSchedule, decayed_lr
 from bnaf.flows import BNAF, save_flow
 from bnaf.flows.count import bnaf_counts
 from bnaf.flows.model import load_flow, load_flow_meta
@@ -43,3 +44,21 @@ def test_saved_flow_loads_on_the_cpu_by_default(tmp_path: Path) -> None:
     for loaded in (load_flow(tmp_path / "m.pt"), load_flow_meta(tmp_path / "m.pt")[0]):
         assert all(p.device == torch.device("cpu") for p in loaded.parameters())
     assert load_flow_meta(tmp_path / "m.pt")[1]["note"] == "x"
+
+
+@pytest.mark.parametrize("mode", ["abs", "rel"])
+def test_improvement_must_beat_the_threshold_strictly(mode: str) -> None:
+    # torch's ReduceLROnPlateau: abs: a < best - threshold; rel: a < best * (1 - threshold);
+    # best 1.0, threshold 0.5: both thresholds are exactly 0.5, and 0.5 is not an improvement
+    s = PlateauSchedule(
+        patience=5, cooldown=0, early_stopping=9, threshold=0.5, threshold_mode=mode
+    )
+    assert s.step(1.0).improved
+    assert not s.step(0.5).improved
+    assert s.step(0.4999).improved
+
+
+def test_adam_defaults_are_kingma_and_ba() -> None:
+    p = torch.nn.Parameter(torch.zeros(1))
+    d = Adam([p]).defaults
+    assert (d["lr"], d["betas"], d["eps"], d["amsgrad"]) == (1e-3, (0.9, 0.999), 1e-8, False)
