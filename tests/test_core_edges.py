@@ -62,3 +62,23 @@ def test_adam_defaults_are_kingma_and_ba() -> None:
     p = torch.nn.Parameter(torch.zeros(1))
     d = Adam([p]).defaults
     assert (d["lr"], d["betas"], d["eps"], d["amsgrad"]) == (1e-3, (0.9, 0.999), 1e-8, False)
+
+
+@pytest.mark.parametrize(
+    "lr, eps, betas",
+    [(0.0, 0.0, (0.0, 0.0)), (1e-2, 1e-8, (0.9, 0.999)), (1.0, 1.0, (0.999, 0.0))],
+)
+def test_adam_accepts_the_closed_ranges_torch_accepts(lr, eps, betas) -> None:
+    # torch.optim.Adam: 0 <= lr, 0 <= eps, 0 <= beta_i < 1
+    Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr, betas=betas, eps=eps)
+
+
+@pytest.mark.parametrize(
+    "lr, eps, betas",
+    [(-1e-3, 1e-8, (0.9, 0.999)), (1e-3, -1e-8, (0.9, 0.999)), (1e-3, 1e-8, (1.0, 0.999)),
+     (1e-3, 1e-8, (1.5, 0.999)), (1e-3, 1e-8, (-0.1, 0.999)), (1e-3, 1e-8, (0.9, 1.0)),
+     (1e-3, 1e-8, (0.9, -0.1))],
+)  # fmt: skip
+def test_adam_refuses_settings_outside_them(lr, eps, betas) -> None:
+    with pytest.raises(ValueError, match="invalid Adam settings"):
+        Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr, betas=betas, eps=eps)
