@@ -15,6 +15,7 @@ import torch
 
 from bnaf.core.optim import Adam, PlateauSchedule, decayed_lr
 from bnaf.flows import BNAF, save_flow
+from bnaf.flows.config import DEFAULTS
 from bnaf.flows.count import bnaf_counts
 from bnaf.flows.model import load_flow, load_flow_meta
 
@@ -82,3 +83,30 @@ def test_adam_accepts_the_closed_ranges_torch_accepts(lr, eps, betas) -> None:
 def test_adam_refuses_settings_outside_them(lr, eps, betas) -> None:
     with pytest.raises(ValueError, match="invalid Adam settings"):
         Adam([torch.nn.Parameter(torch.zeros(1))], lr=lr, betas=betas, eps=eps)
+
+
+def test_schedule_defaults_are_the_authors() -> None:
+    # density_estimation.py: --patience 20, --cooldown 10, --early_stopping 100; the threshold
+    # and its mode are those of torch's ReduceLROnPlateau (1e-4) with threshold_mode='abs'
+    s = PlateauSchedule()
+    assert (s.patience, s.cooldown, s.early_stopping) == (20, 10, 100)
+    assert (s.threshold, s.threshold_mode) == (1e-4, "abs")
+    with pytest.raises(ValueError, match="unknown threshold_mode"):
+        PlateauSchedule(threshold_mode="relative")  # type: ignore[arg-type]
+
+
+def test_schedule_counts_non_finite_epochs_from_the_start() -> None:
+    # no improvement is possible on NaN: the counters start at zero and grow from epoch 1
+    s = PlateauSchedule(patience=1, cooldown=0, early_stopping=2)
+    first, second = s.step(float("nan")), s.step(float("nan"))
+    assert (first.improved, first.reduce, first.stop) == (False, False, False)
+    assert (second.improved, second.reduce, second.stop) == (False, True, True)
+
+
+def test_bnaf_defaults_are_the_authors_density_model() -> None:
+    # density_estimation.py: --flows 5, --layers 1, --hidden_dim 10, --residual gated, with
+    # a flip between flows and no residual on the last flow
+    want = dict(flows=5, layers=1, hidden_factor=10, residual="gated", activation="tanh")
+    want |= dict(permutation="flip", init="authors", final_residual=False)
+    assert DEFAULTS == want
+    assert BNAF(3).config == dict(dim=3, **want, seed=0)
