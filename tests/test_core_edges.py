@@ -16,7 +16,7 @@ import torch
 from bnaf.core.optim import Adam, PlateauSchedule, decayed_lr
 from bnaf.flows import BNAF, save_flow
 from bnaf.flows.config import DEFAULTS
-from bnaf.flows.count import bnaf_counts
+from bnaf.flows.count import bnaf_counts, count_parameters
 from bnaf.flows.model import load_flow, load_flow_meta
 
 
@@ -109,4 +109,8 @@ def test_bnaf_defaults_are_the_authors_density_model() -> None:
     want = dict(flows=5, layers=1, hidden_factor=10, residual="gated", activation="tanh")
     want |= dict(permutation="flip", init="authors", final_residual=False)
     assert DEFAULTS == want
-    assert BNAF(3).config == dict(dim=3, **want, seed=0)
+    model = BNAF(3)
+    assert model.config == dict(dim=3, **want, seed=0)
+    assert model.dim == 3  # what the inverse and the sampler read (bnaf.flows.layers.Stack)
+    with pytest.raises(ValueError, match="unknown convention"):
+        count_parameters(model, "nonzero")  # type: ignore[arg-type]

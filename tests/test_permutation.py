@@ -88,3 +88,16 @@ def test_amortised_posterior_flips_between_flows_too() -> None:
     perms = [t for t in flow.transforms if isinstance(t, Permutation)]
     assert len(perms) == 2
     assert all(p.perm.tolist() == [3, 2, 1, 0] for p in perms)
+
+
+def test_random_permutations_between_flows_follow_the_seed() -> None:
+    # one generator seeded with the model's seed draws the permutations in order
+    model = BNAF(7, flows=3, layers=1, hidden_factor=1, permutation="random", seed=5)
+    g = torch.Generator().manual_seed(5)
+    want = [Permutation.random(7, g).perm for _ in range(2)]
+    assert [t.perm.tolist() for t in model.transforms[1::2]] == [w.tolist() for w in want]
+    other = BNAF(7, flows=3, layers=1, hidden_factor=1, permutation="random", seed=6)
+    assert any(
+        not torch.equal(a.perm, b.perm)
+        for a, b in zip(model.transforms[1::2], other.transforms[1::2])
+    )
