@@ -114,3 +114,20 @@ def test_bnaf_defaults_are_the_authors_density_model() -> None:
     assert model.dim == 3  # what the inverse and the sampler read (bnaf.flows.layers.Stack)
     with pytest.raises(ValueError, match="unknown convention"):
         count_parameters(model, "nonzero")  # type: ignore[arg-type]
+
+
+def test_model_inverse_and_sampler_pass_their_options_on() -> None:
+    # an onto flow (final residual): every z has a preimage, so inverse(f(x)) = x
+    model = BNAF(2, flows=2, layers=1, hidden_factor=2, final_residual=True)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z = model(x)[0]
+    torch.testing.assert_close(model.inverse(z), x, rtol=1e-9, atol=1e-9)
+    back, inside = model.inverse(z, outside="mask")
+    assert bool(inside.all())
+    torch.testing.assert_close(back, x, rtol=1e-9, atol=1e-9)
+    coarse = model.inverse(z, xtol=0.5)
+    assert not torch.allclose(coarse, x, rtol=0, atol=1e-9)  # the tolerance reaches the search
+    a = model.sample(7, generator=torch.Generator().manual_seed(3))
+    b = model.sample(7, generator=torch.Generator().manual_seed(3))
+    assert a.x.shape == (7, 2) and torch.equal(a.x, b.x)
