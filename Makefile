@@ -3,7 +3,7 @@ PYTHON ?= python3
 CORES ?= 2
 STAMP := .make/installed
 
-.PHONY: install quick paper test test-fast lint gpu-check
+.PHONY: install quick paper test test-fast lint gpu-check mutate
 
 $(STAMP): pyproject.toml
 	@# A CPU build of torch from PyPI's index is a few hundred MB; any torch already
@@ -38,3 +38,13 @@ gpu-check: $(STAMP)
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .
+
+# Mutation testing of the core modules with the fast tests (tests/README.md); by hand, never in
+# CI. MUTANTS narrows it to some modules, e.g. make mutate MUTANTS='bnaf.core.optim*'.
+# Single-threaded torch: mutmut forks a process per mutant.
+MUTANTS ?=
+mutate: $(STAMP)
+	$(PYTHON) -c "import mutmut" 2>/dev/null || $(PYTHON) -m pip install -e ".[dev,mutate]"
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 mutmut run --max-children $(CORES) $(MUTANTS)
+	mutmut results
+	OMP_NUM_THREADS=1 $(PYTHON) tests/mutate_by_hand.py
