@@ -119,7 +119,7 @@ def step_rows(device: torch.device, smoke: bool) -> list[Row]:
     steps, repeats = (2, 1) if smoke else (20, 3)
     args = argparse.Namespace(
         device=str(device), threads=torch.get_num_threads(), batch=200, steps=steps,
-        repeats=repeats, warmup=2, configs=list(CONFIGS), tiny=smoke, no_pyro=False,
+        repeats=repeats, warmup=2, configs=list(CONFIGS), tiny=smoke, no_pyro=False, stat="median",
     )  # fmt: skip
     result = train_step.run(args)
     rows: list[Row] = []
