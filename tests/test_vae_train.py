@@ -85,3 +85,35 @@ def test_unavailable_dataset_is_one_clear_error(tmp_path, capsys):
     status.write_text(json.dumps({"available": False, "reason": "offline"}))
     assert main(args(params, status, tmp_path / "o")) == 2
     assert "not available: offline" in capsys.readouterr().err
+
+
+def _killed_after_first_checkpoint(params: Path, status: Path, out: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "bnaf", *args(params, status, out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("change", ["lr", "seed"])
+def test_checkpoint_of_other_params_or_seed_is_set_aside(tmp_path, change, capsys):
+    status = frey_status(tmp_path)
+    first = tiny_params(tmp_path / "a.yaml")
+    out = tmp_path / "run"
+    _killed_after_first_checkpoint(first, status, out)
+    assert (out / "checkpoint.pt").is_file()
+    second = tiny_params(tmp_path / "b.yaml", lr=0.001) if change == "lr" else first
+    argv = args(second, status, out)
+    if change == "seed":
+        argv[argv.index("--seed") + 1] = "2"
+    assert main(argv) == 0
+    assert list(out.glob("checkpoint.*.stale.pt")), "the old checkpoint is kept beside the run"
+    assert "starting afresh" in capsys.readouterr().out
+    clean_argv = [*argv[: argv.index("--out")], "--out", str(tmp_path / "clean")]
+    assert main(clean_argv) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    ref = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    for key in ("test_neg_elbo", "test_nll", "valid_neg_elbo", "best_epoch"):
+        assert got[key] == ref[key], key  # a fresh start: the new params' own result
