@@ -131,3 +131,17 @@ def test_uci_run_resumes_when_nothing_changed_and_ends_as_uninterrupted(
     assert parts["resumes"] == 1 and any("resumed" in line for line in lines)
     assert parts["test"] == whole["test"] and parts["validation"] == whole["validation"]
     assert not (tmp_path / "b" / "checkpoint.pt").exists()  # a finished run removes it
+
+
+def test_checkpoint_every_n_epochs_resumes_from_the_last_one_written(
+    tmp_path: Path, data: Path
+) -> None:
+    whole = train_run(_params(tmp_path, max_epochs=5), data, "toy", "L1_H2", 0, tmp_path / "a",
+                      log=lambda _: None)  # fmt: skip
+    every3 = _params(tmp_path, max_epochs=5, checkpoint_every=3)
+    out = tmp_path / "b"
+    train_run(every3, data, "toy", "L1_H2", 0, out, stop_after_epochs=4, log=lambda _: None)
+    blob = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert blob["state"]["epoch"] == 3  # epoch 4 was not written: it is redone on resume
+    parts = train_run(every3, data, "toy", "L1_H2", 0, out, log=lambda _: None)
+    assert parts["resumes"] == 1 and parts["test"] == whole["test"]

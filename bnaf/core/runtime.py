@@ -26,6 +26,7 @@ from bnaf.core.errors import BnafError
 __all__ = [
     "configure_numerics",
     "environment_info",
+    "numerics_key",
     "git_commit",
     "numerics_info",
     "resolve_device",
@@ -44,6 +45,21 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise BnafError(f"device {name!r} requested but CUDA is not available here")
     return device
+
+
+def numerics_key(device: torch.device | str) -> dict[str, Any]:
+    r"""What of the device and its numerics can change a run's numbers: the device model (on
+    CUDA) and both TF32 flags. Part of every checkpoint's fingerprint, so a retry on another
+    GPU model or with other numerics starts afresh instead of resuming silently."""
+    device = torch.device(device)
+    key: dict[str, Any] = {
+        "type": device.type,
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+    if device.type == "cuda" and torch.cuda.is_available():
+        key["model"] = torch.cuda.get_device_name(device)
+    return key
 
 
 def configure_numerics(device: torch.device | str) -> None:

@@ -54,6 +54,7 @@ class TrainParams:
     nonfinite_retries: int = between(0)
     nonfinite_lr_factor: float = between(0, 1, lo_open=True, hi_open=True)
     keep_checkpoint: bool
+    checkpoint_every: int = between(1)
     device: str
     threads: int = between(1)
 

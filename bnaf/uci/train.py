@@ -23,7 +23,7 @@ from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock, tensor_diges
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json
-from bnaf.core.runtime import configure_numerics, environment_info, resolve_device
+from bnaf.core.runtime import configure_numerics, environment_info, numerics_key, resolve_device
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import count_parameters, save_flow
 from bnaf.uci.differences import UCI_DIFFERENCES
@@ -85,9 +85,10 @@ def run_fingerprint(
     r"""What a checkpoint must agree with to be resumed (:mod:`bnaf.core.checkpoint`): the
     data, the code of the training path, the device type and every setting that changes the
     trajectory (not threads or bookkeeping)."""
-    skip = {"device", "threads", "keep_checkpoint", "eval_batch_size"}
+    skip = {"device", "threads", "keep_checkpoint", "checkpoint_every", "eval_batch_size"}
     train = {k: v for k, v in asdict(params.train).items() if k not in skip}
-    settings = {"run": run, "flow": asdict(params.flow), "train": train, "device": device.type}
+    settings = {"run": run, "flow": asdict(params.flow), "train": train}
+    settings["device"] = numerics_key(device)
     return fingerprint(settings, tensor_digest(*splits.values()), [__name__])
 
 
@@ -168,7 +169,8 @@ def train_run(
         )
         snap = trainer.snapshot()
         wall = wall_before + time.perf_counter() - start
-        ckpt.save(snap, wall_s=wall, resumes=resumes)
+        if trainer.finished or trainer.epoch % tp.checkpoint_every == 0:
+            ckpt.save(snap, wall_s=wall, resumes=resumes)
 
     if trainer.best is None:
         raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")

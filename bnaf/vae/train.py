@@ -39,6 +39,7 @@ from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
 from bnaf.core.runtime import (
     configure_numerics,
     environment_info,
+    numerics_key,
     resolve_device,
     seed_everything,
 )
@@ -122,7 +123,7 @@ def run_fingerprint(
     skip = {"nll_samples", "nll_chunk", "eval_batch", "test_subset", "device", "resources"}
     settings = {k: v for k, v in to_dict(params).items() if k not in skip}
     settings |= {"dataset": args.dataset, "config": args.config, "seed": args.seed}
-    settings["device"] = device.type
+    settings["device"] = numerics_key(device)
     return fingerprint(settings, tensor_digest(x["train"], x["valid"]), [__name__])
 
 
