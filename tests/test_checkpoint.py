@@ -145,3 +145,24 @@ def test_checkpoint_every_n_epochs_resumes_from_the_last_one_written(
     assert blob["state"]["epoch"] == 3  # epoch 4 was not written: it is redone on resume
     parts = train_run(every3, data, "toy", "L1_H2", 0, out, log=lambda _: None)
     assert parts["resumes"] == 1 and parts["test"] == whole["test"]
+
+
+def test_checkpoints_are_read_onto_the_cpu_without_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GPU bug this guards: a checkpoint loaded with map_location=<the training device>
+    # moved the saved RNG states there, and torch refuses to restore a state from a device.
+    seen: dict = {}
+    real = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    c = ck.Checkpoint(tmp_path, "k", lambda _: None)
+    c.save({"rng": ck.rng_state(torch.Generator())})
+    monkeypatch.setattr(torch, "load", spy)
+    blob = c.load()
+    assert seen["map_location"] == "cpu" and seen["weights_only"] is True
+    assert blob["state"]["rng"]["torch"].device.type == "cpu"
+    ck.set_rng_state(blob["state"]["rng"], torch.Generator())
