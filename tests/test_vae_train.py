@@ -53,6 +53,16 @@ def args(params: Path, status: Path, out: Path) -> list[str]:
             "bnaf-K2-H1d", "--seed", "1", "--status", str(status), "--out", str(out)]  # fmt: skip
 
 
+def _killed_after_first_checkpoint(params: Path, status: Path, out: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "bnaf", *args(params, status, out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 60
+    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_run_writes_metrics_and_resumes_identically(tmp_path):
     params, status = tiny_params(tmp_path / "vae.yaml"), frey_status(tmp_path)
     assert main(args(params, status, tmp_path / "straight")) == 0
@@ -64,13 +74,7 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path):
 
     # kill a second run once its first epoch is checkpointed, then restart it
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "bnaf", *args(params, status, out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 60
-    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _killed_after_first_checkpoint(params, status, out)
     assert not (out / "metrics.json").exists()
     assert main(args(params, status, out)) == 0
     got = json.loads((out / "metrics.json").read_text())
@@ -85,16 +89,6 @@ def test_unavailable_dataset_is_one_clear_error(tmp_path, capsys):
     status.write_text(json.dumps({"available": False, "reason": "offline"}))
     assert main(args(params, status, tmp_path / "o")) == 2
     assert "not available: offline" in capsys.readouterr().err
-
-
-def _killed_after_first_checkpoint(params: Path, status: Path, out: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "bnaf", *args(params, status, out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 60
-    while not (out / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 @pytest.mark.parametrize("change", ["lr", "seed"])
