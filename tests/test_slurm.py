@@ -112,7 +112,7 @@ def test_sbatch_gpu_job_keeps_slurm_assignment(slurm: dict[str, str], tmp_path: 
         cwd=ROOT,
     )
     text = out.read_text()
-    assert "SLURM job: running unpinned" in text
+    assert "SLURM job" in text and "running unpinned" in text
     assert text.strip().splitlines()[-1] == "0"
 
 
@@ -141,7 +141,7 @@ def test_toy_part_through_slurm(slurm: dict[str, str], tmp_path: Path) -> None:
     # Each training job was an sbatch job: Snakemake names its id, SLURM kept its log, and the
     # controller saw it complete.
     submitted = set(re.findall(r"SLURM jobid (\d+)", done.stderr + done.stdout))
-    logs = _slurm_logs(workdir, "toy")
+    logs = _slurm_logs(workdir, "toy_train")
     states = _slurm_jobs(slurm)
     assert len(logs) == 2, sorted(logs)
     assert set(logs) <= submitted
@@ -209,10 +209,10 @@ def test_killed_training_job_resumes_from_its_checkpoint(
     second = _snakemake(workdir, slurm, target)
     assert second.returncode == 0, second.stderr[-4000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    log = (workdir / "logs" / "train" / "power" / "L1_H2" / "seed0.log").read_text()
+    log = (workdir / "logs" / "uci_train" / "power" / "L1_H2" / "seed0.log").read_text()
     resumed = re.findall(r"resumed from .*checkpoint.pt at epoch (\d+)", log)
     assert len(resumed) == 1 and 1 <= int(resumed[0]) < epochs, log[-2000:]
     assert metrics["resumes"] == 1 and metrics["epochs_run"] == epochs
     # One continuous run: every epoch once, none repeated after the resubmission.
     assert [h["epoch"] for h in metrics["history"]] == list(range(1, epochs + 1))
-    assert len(_slurm_logs(workdir, "train")) == 2  # two SLURM jobs for the one run
+    assert len(_slurm_logs(workdir, "uci_train")) == 2  # two SLURM jobs for the one run
