@@ -15,6 +15,8 @@ from uci_synthetic import write_prepared
 
 from bnaf.core import checkpoint as ck
 from bnaf.core.errors import BnafError
+from bnaf.toy.params import load_toy
+from bnaf.toy.train import train_run as train_toy
 from bnaf.uci.params import load_uci
 from bnaf.uci.train import train_run
 
@@ -166,3 +168,77 @@ def test_checkpoints_are_read_onto_the_cpu_without_code(
     assert seen["map_location"] == "cpu" and seen["weights_only"] is True
     assert blob["state"]["rng"]["torch"].device.type == "cpu"
     ck.set_rng_state(blob["state"]["rng"], torch.Generator())
+
+
+# --------------------------------------------------------------------- the toy trainer
+TOY_RUNS = [
+    ("density", "8gaussians", "bnaf"),
+    ("density", "8gaussians", "glow"),
+    ("energy", "U1", "bnaf"),
+    ("energy", "U1", "planar"),
+]
+
+
+def _toy(**top) -> object:
+    p = load_toy(ROOT / "params" / "quick" / "toy.yaml")
+    # a history row every 15 steps: checkpoints (every 10) fall inside a row's window
+    for k, v in {"checkpoint_every": 10, "log_every": 15, "keep_checkpoint": False, **top}.items():
+        setattr(p, k, v)
+    p.density.test_samples, p.density.grid_step = 500, 0.5
+    p.energy.kl_samples, p.energy.grid_step = 500, 0.5
+    for exp, models in ((p.density, ("bnaf", "glow")), (p.energy, ("bnaf", "planar"))):
+        for model in models:
+            opt = getattr(exp, model).optimiser
+            # the plateau schedule acts within 40 steps: its state matters on resume
+            opt.iterations, opt.patience, opt.threshold, opt.min_lr = 40, 3, 10.0, 0.0
+    return p
+
+
+def _quiet(*args, **kwargs):
+    return train_toy(*args, **kwargs, log=lambda _: None)
+
+
+@pytest.mark.parametrize(("kind", "target", "model"), TOY_RUNS)
+def test_toy_run_resumes_and_ends_as_uninterrupted(
+    kind: str, target: str, model: str, tmp_path: Path
+) -> None:
+    whole = _quiet(_toy(), kind, target, model, tmp_path / "a")
+    # 25 steps: the checkpoint of step 20 holds the run, steps 21-25 are redone on resume
+    assert _quiet(_toy(), kind, target, model, tmp_path / "b", stop_after=25) is None
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["state"]["step"] == 20
+    lines: list[str] = []
+    parts = train_toy(_toy(), kind, target, model, tmp_path / "b", log=lines.append)
+    assert parts["resumes"] == 1 and any("at iteration 20" in line for line in lines)
+    # the evaluation draws its own samples: equal numbers mean equal weights, bit for bit
+    assert parts["test"] == whole["test"] and parts["history"] == whole["history"]
+    assert not (tmp_path / "b" / "checkpoint.pt").exists()  # a finished run removes it
+
+
+@pytest.mark.parametrize("change", ["param", "seed", "code"])
+def test_toy_run_starts_afresh_when_what_shapes_it_changed(
+    change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    _quiet(_toy(), "density", "8gaussians", "bnaf", out, stop_after=15)
+    params = _toy(seed=1) if change == "seed" else _toy()
+    if change == "param":
+        params.density.bnaf.optimiser.lr = 0.05
+    elif change == "code":
+        edited = tmp_path / "edited.py"
+        edited.write_text("# an edited module\n")
+        real = ck.code_closure
+        monkeypatch.setattr(ck, "code_closure", lambda *m: [*real(*m), edited])
+    lines: list[str] = []
+    m = train_toy(params, "density", "8gaussians", "bnaf", out, log=lines.append)
+    assert m["resumes"] == 0 and any("starting afresh" in line for line in lines)
+    assert len(list(out.glob("checkpoint.*.stale.pt"))) == 1
+
+
+def test_toy_run_ignores_what_does_not_shape_training(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _quiet(_toy(), "density", "8gaussians", "bnaf", out, stop_after=15)
+    lines: list[str] = []
+    m = train_toy(_toy(threads=2, checkpoint_every=7, keep_checkpoint=True), "density",
+                  "8gaussians", "bnaf", out, log=lines.append)  # fmt: skip
+    assert m["resumes"] == 1, lines
+    assert (out / "checkpoint.pt").exists()  # keep_checkpoint

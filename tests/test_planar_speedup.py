@@ -9,16 +9,19 @@ version: layer-by-layer autograd and a textbook training loop.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from bnaf.core.checkpoint import Checkpoint
 from bnaf.core.stats import standard_normal_log_prob
 from bnaf.data.toy import sample2d
 from bnaf.flows.glow import Glow
 from bnaf.flows.planar import PlanarFlow, PlanarStack
+from bnaf.toy.fit import CHUNK, FreshBatches, Noise, fit
 from bnaf.toy.params import Optimiser
-from bnaf.toy.train import CHUNK, _batches, train
 
 
 def _planar(flows: int, seed: int) -> PlanarFlow:
@@ -27,6 +30,13 @@ def _planar(flows: int, seed: int) -> PlanarFlow:
     with torch.no_grad():
         model.b.normal_()
     return model
+
+
+def train(model, loss_fn, opt: Optimiser, log_every: int, folder: Path) -> list[dict]:
+    """The toy loop without checkpoints in between (one at the end, in ``folder``)."""
+    quiet = Checkpoint(folder, "test", log=lambda _: None)
+    done = fit(model, loss_fn, opt, log_every, quiet, Noise(torch.Generator()), 10**9, log=str)
+    return done["history"]
 
 
 @pytest.mark.parametrize("flows", [1, 3, 32])
@@ -74,7 +84,7 @@ def _reference_training(model: PlanarFlow, opt: Optimiser, draws: list[torch.Ten
         scheduler.step(loss.item())
 
 
-def test_planar_training_steps_equal_the_reference_loop() -> None:
+def test_planar_training_steps_equal_the_reference_loop(tmp_path: Path) -> None:
     # patience 3 so that the plateau schedule acts within the few steps compared
     opt = Optimiser(
         name="rmsprop", lr=1e-2, amsgrad=False, momentum=0.9, decay=0.5, patience=3,
@@ -95,7 +105,7 @@ def test_planar_training_steps_equal_the_reference_loop() -> None:
         x, log_det = fast(z)
         return (standard_normal_log_prob(z) - log_det + 0.5 * x.square().sum(-1)).mean()
 
-    history = train(fast, loss_fn, opt, log_every=opt.iterations)
+    history = train(fast, loss_fn, opt, opt.iterations, tmp_path)
     _reference_training(ref, opt, draws)
     assert history[-1]["lr"] < opt.lr  # the schedule did decay, in both loops alike
     for a, b in zip(fast.parameters(), ref.parameters()):
@@ -128,7 +138,7 @@ def test_glow_first_training_batch_initialises_every_actnorm() -> None:
 
 def test_density_batches_are_fresh_and_drawn_in_chunks() -> None:
     batch = 7
-    batch_for = _batches("8gaussians", batch, np.random.default_rng(11))
+    batch_for = FreshBatches("8gaussians", batch, np.random.default_rng(11))
     got = torch.stack([batch_for(step) for step in range(1, 2 * CHUNK + 1)])
     rng = np.random.default_rng(11)
     want = np.concatenate([sample2d("8gaussians", batch * CHUNK, rng) for _ in range(2)])
@@ -138,7 +148,7 @@ def test_density_batches_are_fresh_and_drawn_in_chunks() -> None:
     assert len(np.unique(got.reshape(-1, 2).numpy(), axis=0)) == 2 * CHUNK * batch
 
 
-def test_non_finite_loss_stops_training_with_its_iteration() -> None:
+def test_non_finite_loss_stops_training_with_its_iteration(tmp_path: Path) -> None:
     from bnaf.core.errors import BnafError
 
     model = PlanarFlow(2, flows=2)
@@ -152,4 +162,4 @@ def test_non_finite_loss_stops_training_with_its_iteration() -> None:
         return (x.sum() - log_det.sum()) * (float("nan") if step == 3 else 1.0)
 
     with pytest.raises(BnafError, match="iteration 3"):
-        train(model, loss_fn, opt, log_every=100)
+        train(model, loss_fn, opt, 100, tmp_path)

@@ -100,6 +100,8 @@ class ToyParams:
     device: str
     threads: int = between(1)
     log_every: int = between(1)
+    checkpoint_every: int = between(1)
+    keep_checkpoint: bool
     figure_limit: float = between(0, lo_open=True)
     resources: Resources
     density: DensityExperiment

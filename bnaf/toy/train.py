@@ -15,19 +15,22 @@ their own format) and ``grid.npz`` (the model's log-density on a grid, for the f
 from __future__ import annotations
 
 import argparse
-import math
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json
 from bnaf.core.runtime import (
     configure_numerics,
     environment_info,
+    numerics_key,
     resolve_device,
     seed_everything,
 )
@@ -38,74 +41,11 @@ from bnaf.flows.glow import Glow, save_glow
 from bnaf.flows.planar import PlanarFlow, save_planar
 from bnaf.toy.energy import ENERGIES, confined_energy, grid, log_normaliser
 from bnaf.toy.evaluate import batched, bnaf_sampler_log_prob_grid, coverage
+from bnaf.toy.fit import FreshBatches, Noise, fit
 from bnaf.toy.params import BnafModel, Optimiser, ToyParams, load_toy
 from bnaf.toy.runs import MODELS
 
-__all__ = ["CHUNK", "add_arguments", "run", "train"]
-
-#: training steps whose data is drawn in one sampler call (density estimation)
-CHUNK = 250
-
-
-def train(model: torch.nn.Module, loss_fn, opt: Optimiser, log_every: int) -> list[dict]:
-    r"""Minimise ``loss_fn(step)`` with the authors' recipe: Adam (AMSGrad) or RMSProp, gradient
-    norm clipping, ``ReduceLROnPlateau`` on the training loss (``toy2d.py``).
-
-    The models are tiny, so a step costs its number of kernels and host round trips: the loop
-    reads the loss once per step (the plateau schedule needs it as a number, and the same number
-    is checked and logged), and the optimiser and clipping use the multi-tensor kernels."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if opt.name == "adam":
-        optimiser = torch.optim.Adam(params, lr=opt.lr, amsgrad=opt.amsgrad, foreach=True)
-    else:
-        optimiser = torch.optim.RMSprop(params, lr=opt.lr, momentum=opt.momentum, foreach=True)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser,
-        factor=opt.decay,
-        patience=opt.patience,
-        min_lr=opt.min_lr,
-        threshold=opt.threshold,
-        threshold_mode="abs",
-    )
-    history, total, count, start = [], 0.0, 0, time.perf_counter()
-    for step in range(1, opt.iterations + 1):
-        loss = loss_fn(step)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise BnafError(f"training diverged at iteration {step} (loss {value})")
-        if opt.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_norm=opt.clip_norm, foreach=True)
-        optimiser.step()
-        scheduler.step(value)
-        total, count = total + value, count + 1
-        if step % log_every == 0 or step == opt.iterations:
-            lr = optimiser.param_groups[0]["lr"]
-            row = {"iteration": step, "loss": total / count, "lr": lr}
-            history.append(row)
-            print(
-                f"iter {step:7d}  loss {row['loss']:.4f}  lr {lr:.2e}  "
-                f"{time.perf_counter() - start:.0f}s",
-                flush=True,
-            )
-            total, count = 0.0, 0
-    return history
-
-
-def _batches(target: str, batch: int, rng: np.random.Generator):
-    r"""``step -> (batch, 2)`` float32 training batch: fresh samples each step (Appendix A),
-    drawn :data:`CHUNK` steps at a time to spare a sampler call and a conversion per step."""
-    cache: dict[str, torch.Tensor] = {}
-
-    def batch_for(step: int) -> torch.Tensor:
-        i = (step - 1) % CHUNK
-        if i == 0:
-            x = sample2d(target, batch * CHUNK, rng)
-            cache["x"] = torch.from_numpy(x).float().reshape(CHUNK, batch, 2)
-        return cache["x"][i]
-
-    return batch_for
+__all__ = ["add_arguments", "run", "run_fingerprint", "train_run"]
 
 
 def _bnaf(cfg: BnafModel, seed: int) -> BNAF:
@@ -113,7 +53,14 @@ def _bnaf(cfg: BnafModel, seed: int) -> BNAF:
     return BNAF(2, **cfg.flow.kwargs(), seed=seed)
 
 
-def _density(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
+#: ``(model, loss_fn, optimiser params, stream) -> fit's result or None``: :func:`fit` bound to
+#: the run's checkpoint
+Fitter = Callable[..., "dict[str, Any] | None"]
+
+
+def _density(
+    params: ToyParams, target: str, model_name: str, out: Path, fitter: Fitter
+) -> dict | None:
     exp = params.density
     rng_train = np.random.default_rng([params.seed, 0])
     rng_test = np.random.default_rng([params.seed, 1])
@@ -126,12 +73,14 @@ def _density(params: ToyParams, target: str, model_name: str, out: Path) -> dict
         model = Glow(2, depth=cfg.depth, hidden=cfg.hidden, seed=params.seed)
         opt = cfg.optimiser
 
-    batch_for = _batches(target, opt.batch_size, rng_train)
+    batch_for = FreshBatches(target, opt.batch_size, rng_train)
 
     def loss_fn(step: int) -> torch.Tensor:
         return -model.log_prob(batch_for(step)).mean()
 
-    history = train(model, loss_fn, opt, params.log_every)
+    fitted = fitter(model, loss_fn, opt, batch_for)
+    if fitted is None:
+        return None
     model.eval()
     if model_name == "bnaf":
         save_flow(model, out / "model.pt", objective="density", direction="x->z", target=target)
@@ -152,7 +101,7 @@ def _density(params: ToyParams, target: str, model_name: str, out: Path) -> dict
     )
     mean, se = mean_se(ll)
     return {
-        "history": history,
+        **fitted,
         "config": to_dict(cfg),
         "parameters": count_parameters(model),
         "test": {
@@ -165,7 +114,9 @@ def _density(params: ToyParams, target: str, model_name: str, out: Path) -> dict
     }
 
 
-def _energy(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
+def _energy(
+    params: ToyParams, target: str, model_name: str, out: Path, fitter: Fitter
+) -> dict | None:
     exp = params.energy
     gen = torch.Generator().manual_seed(params.seed + 1)
     if model_name == "bnaf":
@@ -191,7 +142,9 @@ def _energy(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
         x, log_q = sample(opt.batch_size, gen)
         return (log_q + confined_energy(target, x, exp.bound)).mean()
 
-    history = train(model, loss_fn, opt, params.log_every)
+    fitted = fitter(model, loss_fn, opt, Noise(gen))
+    if fitted is None:
+        return None
     model.eval()
     if model_name == "bnaf":
         save_flow(
@@ -231,7 +184,7 @@ def _energy(params: ToyParams, target: str, model_name: str, out: Path) -> dict:
         model=model_name,
     )
     return {
-        "history": history,
+        **fitted,
         "config": to_dict(cfg),
         "parameters": count_parameters(model),
         "test": {
@@ -255,6 +208,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder of this run")
 
 
+def run_fingerprint(params: ToyParams, kind: str, target: str, model: str) -> str:
+    r"""What a toy checkpoint must agree with to be resumed (:mod:`bnaf.core.checkpoint`): the
+    run, its seed, the model's section (architecture and optimiser), the numerics and the code
+    of the training path (the data are drawn by that code from the seed)."""
+    exp = params.density if kind == "density" else params.energy
+    settings = {
+        "run": [kind, target, model, params.seed],
+        "log_every": params.log_every,  # the history's rows
+        "model": to_dict(getattr(exp, model)),
+        "bound": getattr(exp, "bound", None),
+        "device": numerics_key(resolve_device(params.device)),
+    }
+    return fingerprint(settings, "", [__name__])
+
+
+def train_run(
+    params: ToyParams,
+    kind: str,
+    target: str,
+    model: str,
+    out: str | Path,
+    stop_after: int | None = None,
+    log: Callable[[str], Any] = print,
+) -> dict[str, Any] | None:
+    r"""Train (or continue) and evaluate one toy run; writes ``model.pt``, ``grid.npz`` and, last,
+    ``metrics.json``. Returns the metrics, or ``None`` when ``stop_after`` iterations of this
+    call ended it early (the checkpoint then holds the run)."""
+    out = Path(out)
+    device = resolve_device(params.device)
+    configure_numerics(device)
+    if device.type != "cpu":
+        raise BnafError("the toy stage runs on the CPU (device: cpu in params)")
+    seed_everything(params.seed)
+    ckpt = Checkpoint(out, run_fingerprint(params, kind, target, model), log)
+    exp = params.density if kind == "density" else params.energy
+
+    def fitter(net: torch.nn.Module, loss_fn, opt: Optimiser, stream) -> dict | None:
+        every = params.checkpoint_every
+        return fit(net, loss_fn, opt, params.log_every, ckpt, stream, every, stop_after, log)
+
+    log(f"toy {kind} {target} {model} budget={params.budget} seed={params.seed}")
+    start = time.perf_counter()
+    body = (_density if kind == "density" else _energy)(params, target, model, out, fitter)
+    if body is None:
+        return None
+    metrics = {
+        "part": "toy",
+        "kind": kind,
+        "target": target,
+        "model": model,
+        "budget": params.budget,
+        "seed": params.seed,
+        "iterations": getattr(exp, model).optimiser.iterations,
+        **body,
+        "wall_time_s": time.perf_counter() - start,
+        # CPU seconds of this process: on a shared machine, the wall time's honest companion.
+        "cpu_time_s": time.process_time(),
+        "environment": environment_info(device),
+    }
+    atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
+    ckpt.finish(keep=params.keep_checkpoint)
+    log(f"wrote {out / 'metrics.json'} ({metrics['wall_time_s']:.0f}s): {metrics['test']}")
+    return metrics
+
+
 def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
     if args.model not in MODELS[args.kind]:
@@ -267,29 +285,9 @@ def run(args: argparse.Namespace) -> int:
             f"unknown {args.kind} target {args.target!r}; expected one of {list(known)}"
         )
     torch.set_num_threads(params.threads)
-    device = resolve_device(params.device)
-    configure_numerics(device)
-    if device.type != "cpu":
-        raise BnafError("the toy stage runs on the CPU (device: cpu in params)")
-    seed_everything(params.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"toy {args.kind} {args.target} {args.model} budget={params.budget} seed={params.seed}")
-    start = time.perf_counter()
-    body = (_density if args.kind == "density" else _energy)(params, args.target, args.model, out)
-    metrics = {
-        "part": "toy",
-        "kind": args.kind,
-        "target": args.target,
-        "model": args.model,
-        "budget": params.budget,
-        "seed": params.seed,
-        **body,
-        "wall_time_s": time.perf_counter() - start,
-        # CPU seconds of this process: on a shared machine, the wall time's honest companion.
-        "cpu_time_s": time.process_time(),
-        "environment": environment_info(device),
-    }
-    atomic_write_json(out / "metrics.json", metrics)
-    print(f"wrote {out / 'metrics.json'} ({metrics['wall_time_s']:.0f}s): {metrics['test']}")
+    with run_lock(args.out):
+        train_run(
+            params, args.kind, args.target, args.model, args.out,
+            log=lambda line: print(line, flush=True),
+        )  # fmt: skip
     return 0
