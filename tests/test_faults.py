@@ -154,6 +154,17 @@ def bad_raw(dataset: str, relative: str, content: bytes | None, named: str) -> C
     return Case(setup)
 
 
+def _bsds300(**shapes: tuple[int, ...]) -> bytes:
+    """The bytes of a BSDS300.hdf5 with splits of ``shapes`` (default 20 x 63 each)."""
+    import io
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for split in ("train", "validation", "test"):
+            f[split] = np.zeros(shapes.get(split, (20, 63)), dtype=np.float32)
+    return buf.getvalue()
+
+
 def _model(tmp: Path, content: bytes | None) -> Path:
     path = tmp / "results" / "uci" / "power" / "L1_H2" / "seed0" / "model.pt"
     path.parent.mkdir(parents=True)
@@ -308,6 +319,12 @@ CASES: dict[str, Case] = {
     ),
     "hepmass csv missing": bad_raw("hepmass", "hepmass/1000_train.csv", None, "1000_train.csv"),
     "bsds300 h5 garbage": bad_raw("bsds300", "BSDS300/BSDS300.hdf5", b"junk", "BSDS300.hdf5"),
+    "bsds300 splits of two widths": bad_raw(
+        "bsds300", "BSDS300/BSDS300.hdf5", _bsds300(validation=(20, 62)), "different widths"
+    ),
+    "bsds300 split not a table": bad_raw(
+        "bsds300", "BSDS300/BSDS300.hdf5", _bsds300(test=(20,)), "2-D"
+    ),
     # models
     "model truncated": bad_model(b"", "model.pt"),
     "model not torch": bad_model(b"plain text, no tensors", "model.pt"),

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_torch_save
+from bnaf.core.io import atomic_torch_save, ensure_free
 
 __all__ = [
     "Checkpoint",
@@ -195,6 +195,14 @@ class Checkpoint:
     def save(self, state: dict[str, Any], **meta: Any) -> None:
         r"""Write ``state`` (tensors and plain values only) atomically with the fingerprint."""
         atomic_torch_save({"fingerprint": self.key, "state": state, **meta}, self.path)
+
+    def reserve(self, model: torch.nn.Module, copies: int = 8) -> None:
+        r"""Refuse to start when the folder's disk cannot hold what the run will write: about
+        ``copies`` copies of the weights (the model file, and a checkpoint with the optimiser's
+        moments, the averaged and the best weights) and a MiB for metrics and logs. Better one
+        line now than a full disk after hours of training."""
+        weights = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+        ensure_free(self.folder, copies * weights + 2**20, "the run (model, checkpoint, metrics)")
 
     def finish(self, keep: bool = False) -> None:
         r"""The run is complete: remove the checkpoint unless ``keep``."""

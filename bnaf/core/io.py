@@ -22,6 +22,7 @@ __all__ = [
     "atomic_torch_save",
     "atomic_write_json",
     "atomic_write_text",
+    "ensure_free",
     "load_module",
     "read_json",
     "save_module",
@@ -30,12 +31,40 @@ __all__ = [
 T = TypeVar("T")
 
 
+def ensure_free(folder: str | Path, need: int, what: str) -> None:
+    """Refuse, in one line naming ``folder``, when its disk has fewer than ``need`` bytes free
+    for ``what``: writers whose libraries fail badly on a full disk (HDF5, torch's zip writer)
+    check first."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free < need:
+        raise BnafError(
+            f"{folder}: {free / 2**20:.1f} MiB free on its disk, {what} needs about "
+            f"{need / 2**20:.1f} MiB; free some space first"
+        )
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """An error of a library that wraps ENOSPC in its own exception (HDF5, torch's writer)."""
+    text = str(exc)
+    return "errno = 28" in text or "No space left" in text or "failed writing file" in text
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+    A write that fails for the disk's sake (full, read-only) is one :class:`BnafError`
+    naming ``path``; the temporary file is removed and ``path`` keeps what it held."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+        )
+    except OSError as exc:
+        raise BnafError(f"{path}: cannot write ({exc.strerror or exc})") from None
     os.close(fd)
     # mkstemp creates 0600 files; give the result the mode a plain open() would (umask).
     umask = os.umask(0)
@@ -45,6 +74,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise BnafError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    except RuntimeError as exc:
+        if not _disk_full(exc):
+            raise
+        raise BnafError(f"{path}: cannot write (no space left on device)") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

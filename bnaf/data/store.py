@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_path
+from bnaf.core.io import atomic_path, ensure_free
 
 __all__ = ["Chunked", "Prepared", "write_prepared", "read_prepared", "read_attrs"]
 
@@ -57,6 +57,11 @@ def write_prepared(path: str | Path, prepared: Prepared, attrs: Mapping[str, Any
     all_attrs["shapes"] = {
         k: list(v.shape) for k, v in prepared.splits.items()
     }  # JSON so one attribute holds all
+    # HDF5 fails badly on a full disk (error storms, even a crash): check first
+    need = sum(
+        int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in prepared.splits.values()
+    )
+    ensure_free(Path(path).parent, need + 2**20, f"the prepared file {Path(path).name}")
     with atomic_path(path, suffix=".h5") as tmp:
         with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
             for name, split in prepared.splits.items():

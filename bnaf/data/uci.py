@@ -187,6 +187,14 @@ def prepare_bsds300(raw_dir: Path, block_rows: int = 100_000) -> Prepared:
             meta = {s: (tuple(f[s].shape), f[s].dtype) for s in ("train", "validation", "test")}
     except OSError as exc:
         raise BnafError(f"{path}: not a readable HDF5 file ({exc})") from None
+    # One table in three splits: refuse splits that cannot be one dataset before copying 1.3M rows.
+    shapes = {s: shape for s, (shape, _) in meta.items()}
+    if any(len(shape) != 2 or 0 in shape for shape in shapes.values()):
+        raise BnafError(f"{path}: splits must be non-empty 2-D arrays, got {shapes}")
+    if len({shape[1] for shape in shapes.values()}) != 1:
+        raise BnafError(f"{path}: splits of different widths {shapes}")
+    if len({dtype for _, dtype in meta.values()}) != 1:
+        raise BnafError(f"{path}: splits of different dtypes {[str(d) for _, d in meta.values()]}")
 
     def blocks(split: str) -> Iterator[np.ndarray]:
         with h5py.File(path, "r") as f:

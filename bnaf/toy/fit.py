@@ -110,6 +110,7 @@ def fit(
         threshold_mode="abs",
     )
     done, history, total, count, train_s, resumes = 0, [], 0.0, 0, 0.0, 0
+    checkpoint.reserve(model)
     blob = checkpoint.load()
     if blob is not None:
         s = blob["state"]

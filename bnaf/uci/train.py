@@ -143,6 +143,7 @@ def train_run(
     x_val, x_test = splits["validation"].to(dev), splits["test"].to(dev)
     trainer = Trainer(x_train, x_val, flow, seed, tp, dev, log=log)
     ckpt = Checkpoint(out, key, log)
+    ckpt.reserve(trainer.model)
     wall_before, resumes = 0.0, 0
     blob = ckpt.load()
     if blob is not None:

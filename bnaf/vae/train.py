@@ -154,6 +154,7 @@ def train(args: argparse.Namespace) -> int:
     gen = torch.Generator().manual_seed(args.seed)  # batch order and dynamic binarisation
     out = Path(args.out)
     ckpt = Checkpoint(out, run_fingerprint(params, args, x, device), log)
+    ckpt.reserve(model)
     state: dict[str, Any] = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "patience": 0}
     state.update(history=[], finished=False, train_seconds=0.0, best_state=None)
     blob = ckpt.load()
