@@ -115,3 +115,18 @@ def test_a_table_on_a_full_disk_keeps_the_good_one(
     _fails_in_one_line(argv, str(small_disk), capsys)
     assert out.read_bytes() == good
     assert _leftovers(small_disk) == ["filler", "power.json"]
+
+
+def test_training_on_a_read_only_disk_stops_before_its_first_step(
+    small_disk: Path, tmp_path: Path, capsys
+) -> None:
+    # root writes through permission bits; a read-only mount stops even root
+    remount = ["mount", "-o", "remount,ro", str(small_disk)]
+    if subprocess.run(remount, capture_output=True).returncode != 0:
+        pytest.skip("cannot remount the tmpfs read-only here")
+    data = write_prepared(tmp_path / "power.h5")
+    out = small_disk / "run"
+    argv = ["uci", "train", "--params", str(QUICK / "uci.yaml"), "--data", str(data)]
+    argv += ["--dataset", "power", "--config", "L1_H2", "--seed", "0", "--out", str(out)]
+    err = _fails_in_one_line(argv, str(out), capsys)
+    assert "Read-only" in err and not out.exists()
