@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +147,24 @@ def test_reference_comparison_flags_moves_beyond_the_combined_standard_error(tmp
     (folder / "toy.json").write_text("{not json")
     with pytest.raises(BnafError, match="toy.json"):
         load_reference(folder / "toy.json")
+
+
+@pytest.mark.parametrize("budget", ["paper", "quick"])
+def test_toy_table_reads_the_reference_its_params_name_at_the_paper_budget(
+    budget: str, tmp_path, capsys
+) -> None:
+    import yaml
+
+    from bnaf.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "params" / "paper" / "toy.yaml").read_text())
+    params["toy"]["budget"] = budget
+    params["toy"]["reference"] = str(tmp_path / "absent" / "toy.json")
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(params))
+    argv = ["toy", "table", "--params", str(path), "--md", str(tmp_path / "t.md")]
+    code = main([*argv, "--json", str(tmp_path / "t.json")])
+    # the paper budget reads (here: fails on) the named reference; a reduced one never does
+    assert (code == 2) == (budget == "paper")
+    assert ("absent" in capsys.readouterr().err) == (budget == "paper")

@@ -103,6 +103,8 @@ class ToyParams:
     checkpoint_every: int = between(1)
     keep_checkpoint: bool
     figure_limit: float = between(0, lo_open=True)
+    #: the committed paper-budget toy table the toy table compares with (paper budget only)
+    reference: str | None
     resources: Resources
     density: DensityExperiment
     energy: EnergyExperiment

@@ -282,14 +282,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         default=None,
-        help="committed paper-budget table to compare with (reference/paper-toy/toy.json); "
-        "used at the paper budget only",
+        help="committed paper-budget table to compare with (default: toy.reference of the "
+        "params); used at the paper budget only",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
-    reference = None if args.reference is None else load_reference(args.reference)
+    path = args.reference or params.reference
+    reference = None if path is None or params.budget != "paper" else load_reference(path)
     md, twin = build(
         params, _read(args.density, "density"), _read(args.energy, "energy"), reference
     )
