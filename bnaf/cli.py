@@ -22,6 +22,7 @@ __all__ = ["STAGES", "main", "module_of", "rule_of"]
 STAGES: dict[str, str] = {
     "data download": "fetch and verify one dataset into data/raw (or say why not)",
     "data prepare": "turn one dataset's raw files into data/prepared/<name>.h5",
+    "data inventory": "list the supplied files the downloads depend on (DVC's data trigger)",
     "toy train": "train and evaluate one 2-D toy model (Sections 5.1-5.2)",
     "toy table": "the toy experiments' numbers as Markdown + JSON",
     "toy figure": "Figure 2 or 3 (PNG) from the toy runs' grids",

@@ -17,6 +17,7 @@ from uci_fixture import write_fixture_archive
 
 from bnaf.cli import main
 from bnaf.core.errors import BnafError
+from bnaf.data import recheck
 from bnaf.data.fetch import ChecksumError, DatasetSpec, DataUnavailable, RemoteFile, fetch
 from bnaf.data.registry import get, names
 from bnaf.data.uci import MAF_ARCHIVE, MAF_MD5
@@ -268,3 +269,47 @@ def test_extracted_mirror_with_member_checksums(archive, tmp_path):
     with pytest.raises(ChecksumError, match="not used"):
         fetch(spec, tmp_path / "raw2", mirror, {"power/data.npy": bad}, retries=0, timeout=1)
     assert _finished(tmp_path / "raw2") == []
+
+
+def test_inventory_changes_only_when_a_file_appears_where_a_status_looked(
+    archive, tmp_path, monkeypatch
+):
+    """DVC's data trigger (``python -m bnaf data inventory``): unchanged by a download that finds
+    nothing, changed once the archive is in the mirror, unchanged by the download that uses it
+    (given the inputs Snakemake passes, ``--watched``)."""
+    monkeypatch.delenv("BNAF_MIRROR", raising=False)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    params = tmp_path / "data.yaml"
+    params.write_text(
+        f"data:\n  datasets: [power]\n  raw_dir: {tmp_path / 'raw'}\n  mirror: {mirror}\n"
+        f"  retries: 0\n  timeout_s: 2\n  checksums: {{maf/data.tar.gz: 'md5:{archive[1]}'}}\n"
+        f"  urls: {{maf/data.tar.gz: ['{_closed_port_url()}']}}\n"
+    )
+    status = str(tmp_path / "{name}.status.json")
+
+    def inventory() -> dict:
+        out = tmp_path / "inventory.json"
+        assert (
+            main(
+                ["data", "inventory", "--params", str(params), "--out", str(out)]
+                + ["--status", status]
+            )
+            == 0
+        )
+        return json.loads(out.read_text())["datasets"]
+
+    def download() -> dict:
+        path = status.format(name="power")
+        watched = recheck.watch(path)
+        args = ["data", "download", "power", "--params", str(params), "--status", path]
+        assert main([*args, "--watched", *watched]) == 0
+        return json.loads(Path(path).read_text())
+
+    assert inventory() == {"power": []}
+    assert download()["available"] is False
+    assert inventory() == {"power": []}
+    (mirror / "data.tar.gz").write_bytes(archive[0])
+    assert inventory() == {"power": [str(mirror / "data.tar.gz")]}
+    assert download()["available"] is True
+    assert inventory() == {"power": [str(mirror / "data.tar.gz")]}

@@ -5,7 +5,7 @@ same command: Table 1 is filled, and a further run has nothing to do.
 
 The download status records where it looked (``looked_for``) and whether the network failed
 (``transient``); the data_download checkpoint takes the looked-for paths that exist as inputs,
-so a file appearing there re-runs it (bnaf.data.download.watch).
+so a file appearing there re-runs it (bnaf.data.recheck.watch).
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def test_exp_show_puts_the_table1_numbers_of_two_runs_side_by_side(
         env,
         timeout=1800,
     )
-    assert _stages_run(second) == {"uci", "normalisation", "report"}, second[-2000:]
+    assert _stages_run(second) == {"inventory", "uci", "normalisation", "report"}, second[-2000:]
     lr_ll = json.loads((work / "reports" / "table1.json").read_text())["results"][0]
     lr_ll = lr_ll["test_ll"]["ours"]["mean"]
     assert lr_ll != base_ll  # another learning rate, another model

@@ -9,16 +9,15 @@ so the ``download`` checkpoint can mark the dataset "not run" with its reason; a
 Mirror folders are tried in this order: ``--mirror`` (repeatable), ``$BNAF_MIRROR``
 (``os.pathsep``-separated), the params' ``mirror``.
 
-A status is re-checked by the next run of the pipeline (:func:`watch`, :func:`retry_token`,
-read by the ``data_download`` checkpoint): a file missing everywhere is looked for again as
-soon as one of the paths the status lists appears, and a network failure is retried on the
-next run. A dataset that was found is not looked at again.
+A status is re-checked by the next run of the pipeline (:mod:`bnaf.data.recheck`, read by the
+``data_download`` checkpoint and by DVC's ``inventory`` stage): a file missing everywhere is
+looked for again as soon as one of the paths the status lists appears, and a network failure is
+retried on the next ``snakemake`` run. A dataset that was found is not looked at again.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from bnaf.data.fetch import DataUnavailable, write_status
 from bnaf.data.params import DataParams, load_data_params
 from bnaf.data.registry import fetch, get
 
-__all__ = ["add_arguments", "mirrors", "retry_token", "run", "watch"]
+__all__ = ["add_arguments", "mirrors", "run"]
 
 
 def mirrors(cli: list[str] | None, params: DataParams) -> list[Path]:
@@ -37,49 +36,6 @@ def mirrors(cli: list[str] | None, params: DataParams) -> list[Path]:
     if params.mirror:
         out.append(Path(params.mirror))
     return list(dict.fromkeys(out))
-
-
-def _read_status(path: str | Path) -> dict | None:
-    # Read when Snakemake builds its job graph: an absent or unreadable status is simply
-    # "not checked yet" (the download then runs and rewrites it).
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def watch(status: str | Path) -> list[str]:
-    r"""The paths whose presence the download depends on, as the checkpoint's inputs.
-
-    For a missing file: those of the places it was looked for that exist now, so a file put
-    there changes the input set and the download runs again. For a dataset that was found:
-    the inputs it was found with (``--watched``, kept in the status), so the set stays the
-    one Snakemake recorded (a changed set would re-run the job).
-    """
-    data = _read_status(status)
-    if data is None:
-        return []
-    paths = data.get("watched", []) if data.get("available") else data.get("looked_for", [])
-    return [p for p in paths if isinstance(p, str) and Path(p).is_file()]
-
-
-def retry_token(status: str | Path) -> str:
-    r"""A value that differs on every run while the status records a network failure.
-
-    Given as a rule parameter: Snakemake re-runs a job whose parameters changed, so a failed
-    download is tried again by the next run, and a final status (found, or missing from every
-    place with no network attempt) keeps its token and is left alone. The token of a failed
-    status is its modification time: the same however often one run asks, new once rewritten.
-    """
-    data = _read_status(status)
-    if data is None:
-        return ""
-    if data.get("available") or not data.get("transient"):
-        # The token the status was written under (``--retry``): the same value as the run
-        # that wrote it recorded, so a final status is not re-run for a changed token.
-        return str(data.get("retry", ""))
-    return f"after-{Path(status).stat().st_mtime_ns}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -304,7 +304,7 @@ def write_status(
         "files": [
             {"name": f.name, "urls": list(f.urls), "checksum": f.checksum} for f in spec.files
         ],
-        # What the pipeline re-checks (bnaf.data.download.watch and retry_token)
+        # What the pipeline re-checks (bnaf.data.recheck: watch, retry_token, inventory)
         "looked_for": [] if error is None else error.looked_for,
         "transient": False if error is None else error.transient,
         "retry": retry,

@@ -2,11 +2,11 @@
 # data_prepare (HDF5). `snakemake --cores 2 data` prepares every dataset of
 # params/<budget>/data.yaml that can be obtained; the others are named "not run" in
 # data/raw/<name>.status.json with their reason and how to supply them. A status is checked
-# again by the next run when a file appears where it looked (its inputs, bnaf.data.download
+# again by the next run when a file appears where it looked (its inputs, bnaf.data.recheck
 # watch), after a network failure (retry_token) or when data.yaml changes.
 import json
 
-from bnaf.data.download import retry_token, watch
+from bnaf.data.recheck import retry_token, watch
 from bnaf.data.params import load_data_params
 
 DATA = load_data_params(f"{PARAMS}/data.yaml")
