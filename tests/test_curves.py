@@ -129,6 +129,9 @@ def test_missing_parts_and_histories_are_notes_not_crashes(tmp_path: Path) -> No
     assert "results/toy/energy/U1/planar: no history.csv" in notes
     assert "Table 2" in notes and "not run" in notes
     assert "does not name its runs" in notes
+    # A part that ran but reports no run (every dataset unavailable) says so too.
+    parts["table1"]["results"] = []
+    assert "no run reported" in " ".join(curves.write(SPECS, parts, work, out)["not_drawn"])
     # Nothing at all to draw: the figure says so.
     empty = curves.write(SPECS, {}, work, out)
     assert empty["runs"] == [] and out.is_file() and len(empty["not_drawn"]) == 3

@@ -92,9 +92,13 @@ def selected_runs(
             notes.append(f"{spec.title}: not run")
             continue
         try:
-            panels += reader(parts[spec.name])
+            found = reader(parts[spec.name])
         except (KeyError, IndexError, TypeError):
             notes.append(f"{spec.title}: {spec.json} does not name its runs (rebuild it)")
+            continue
+        panels += found
+        if not found:
+            notes.append(f"{spec.title}: no run reported")
     return panels, notes
 
 
@@ -113,6 +117,7 @@ def draw(panels: list[tuple[Panel, dict[str, list[float]]]], out: str | Path) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from bnaf.core.io import atomic_path
 
@@ -131,6 +136,7 @@ def draw(panels: list[tuple[Panel, dict[str, list[float]]]], out: str | Path) ->
                        label="lr decay" if i == 0 else None)  # fmt: skip
         ax.set_title(panel.title, fontsize=9)
         ax.set_xlabel(panel.x, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
         ax.set_ylabel(panel.ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
