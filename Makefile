@@ -1,11 +1,32 @@
 # The quick start: `make quick` (the whole report at the quick budget) and `make test`.
-PYTHON ?= python3
+#
+# An isolated install: the active virtualenv ($VIRTUAL_ENV) or conda env ($CONDA_PREFIX), else
+# a project-local .venv made on first use, so two checkouts never share one editable install.
+# The .venv sees the system's packages (--system-site-packages): a torch installed there is
+# used as it is, never downloaded again. PYTHON=... picks an interpreter by hand.
+ifneq ($(VIRTUAL_ENV),)
+ENV_DIR := $(VIRTUAL_ENV)
+else ifneq ($(CONDA_PREFIX),)
+ENV_DIR := $(CONDA_PREFIX)
+else
+ENV_DIR := $(CURDIR)/.venv
+endif
+PYTHON ?= $(ENV_DIR)/bin/python
+# Rules call `python -m bnaf` and tests call `dvc`, `snakemake`: found in the env first.
+export PATH := $(ENV_DIR)/bin:$(PATH)
 CORES ?= 2
-STAMP := .make/installed
+# One stamp per interpreter: another env gets its own install.
+STAMP := .make/installed$(subst /,_,$(PYTHON))
 
 .PHONY: install quick paper test test-fast lint gpu-check mutate
 
-$(STAMP): pyproject.toml
+# The project-local .venv (Debian/Ubuntu: needs the python3-venv package); a failed attempt
+# leaves nothing behind.
+$(CURDIR)/.venv/bin/python:
+	python3 -m venv --system-site-packages .venv || { rm -rf .venv; exit 1; }
+	rm -f $(STAMP)
+
+$(STAMP): pyproject.toml $(filter $(CURDIR)/.venv/bin/python,$(PYTHON))
 	@# A CPU build of torch from PyPI's index is a few hundred MB; any torch already
 	@# installed (e.g. a CUDA build) is kept.
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"

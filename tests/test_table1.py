@@ -151,6 +151,9 @@ def test_cli_select_and_table(tmp_path: Path) -> None:
     assert main(args) == 0
     table = json.loads(out["json"].read_text())
     assert table["results"][0]["selected_config"] == "L2_H40"
+    # the selected config's run folders, every seed (the report draws the first one's curves)
+    seeds = sorted(m["seed"] for m in POWER if m["config"] == "L2_H40")
+    assert table["results"][0]["runs"] == [f"results/uci/power/L2_H40/seed{k}" for k in seeds]
     assert table["not_run"][0] == {"dataset": "gas", "reason": "offline"}
     assert table["differences"] and table["budget"] == "quick"
     assert main(["uci", "select", "--params", str(QUICK), "--dataset", "power", "--metrics",

@@ -14,6 +14,7 @@ from toy_tiny import tiny_toy_params
 
 from bnaf.cli import main
 from bnaf.core.config import load
+from bnaf.core.history import read_history
 from bnaf.flows import load_flow
 from bnaf.toy import figure
 from bnaf.toy.params import ToyParams
@@ -53,6 +54,8 @@ def test_training_lowers_the_loss_and_metrics_describe_the_run(runs, kind, model
     assert m["environment"]["torch"] == torch.__version__
     assert m["config"]["optimiser"]["iterations"] == 60
     assert (folders[(kind, model)] / "model.pt").is_file()
+    curves = read_history(folders[(kind, model)] / "history.csv")
+    assert curves["loss"] == losses and list(curves) == ["iteration", "loss", "lr"]
 
 
 def test_bnaf_models_reload_with_load_flow(runs):

@@ -19,6 +19,7 @@ from uci_synthetic import write_prepared
 import bnaf.uci.trainer
 from bnaf.cli import main
 from bnaf.core.errors import BnafError
+from bnaf.core.history import read_history
 from bnaf.flows import load_flow
 from bnaf.uci.params import load_uci
 from bnaf.uci.train import load_splits, subset, train_run
@@ -59,6 +60,11 @@ def test_training_lowers_nll_and_writes_exact_metrics(tmp_path: Path, data: Path
         assert key in on_disk
     assert on_disk["parameters"]["paper"] < on_disk["parameters"]["full"]
     assert not (out / "checkpoint.pt").exists()
+    # history.csv holds the same rows, written before metrics.json (which marks a finished run)
+    curves = read_history(out / "history.csv")
+    assert curves["epoch"] == [h["epoch"] for h in hist]
+    assert curves["train_nll"] == [h["train_nll"] for h in hist]
+    assert (out / "history.csv").stat().st_mtime_ns <= (out / "metrics.json").stat().st_mtime_ns
     # Independent recomputation from the saved model: per-sample mean over the whole split.
     model = load_flow(out / "model.pt").double()
     splits = load_splits(data)

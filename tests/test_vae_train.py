@@ -16,6 +16,7 @@ import yaml
 from scipy.io import savemat
 
 from bnaf.cli import main
+from bnaf.core.history import read_history
 from bnaf.data.images import FILES
 
 # The pipeline trains in float32 (HDF5 splits are float32): test it as it runs.
@@ -71,6 +72,8 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path):
     assert ref["test_nll"] == pytest.approx(ref["test_nll_nats"] / (560 * np.log(2)))
     assert ref["parameters"]["values_predicted_per_datapoint"] == 2 * 2 * (3 * 8)
     assert (tmp_path / "straight" / "model.pt").is_file()
+    curves = read_history(tmp_path / "straight" / "history.csv")
+    assert curves["valid"] == [h["valid"] for h in ref["history"]] and len(curves["valid"]) == 3
 
     # kill a second run once its first epoch is checkpointed, then restart it
     out = tmp_path / "killed"

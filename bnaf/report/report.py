@@ -24,6 +24,7 @@ from typing import Any
 from bnaf.core.config import load
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text
+from bnaf.report import curves as learning_curves
 from bnaf.report import html
 from bnaf.report.metrics import part_metrics
 from bnaf.report.params import ReportParams
@@ -63,8 +64,11 @@ def _demote(markdown: str) -> str:
     return "\n".join(lines).strip()
 
 
-def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict[str, Any]]:
-    """The report's Markdown and its JSON twin."""
+def build(
+    params: ReportParams, workdir: Path, out_dir: Path, curves: Path | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The report's Markdown and its JSON twin; with ``curves``, also the learning-curves
+    figure of the parts' runs, written there (:mod:`bnaf.report.curves`)."""
     parts: dict[str, dict[str, Any]] = {}
     missing: list[dict[str, str]] = []
     for spec in params.parts:
@@ -143,6 +147,13 @@ def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict
     if not missing and not entries:
         md.append("Everything the params ask for was run.")
     md += sections
+    drawn = None
+    if curves is not None:
+        drawn = learning_curves.write(params.parts, parts, workdir, curves)
+        rel = os.path.relpath(curves, out_dir)
+        md += ["", "## Learning curves", "", f"![curves]({rel})", "", learning_curves.CAPTION]
+        if drawn["not_drawn"]:
+            md += [""] + [f"- Not drawn: {n}." for n in drawn["not_drawn"]]
     md += [""] + how_run(params, parts, workdir)
     md += ["", "### Where this run differs from the paper", ""]
     if params.reduced:
@@ -161,6 +172,8 @@ def build(params: ReportParams, workdir: Path, out_dir: Path) -> tuple[str, dict
         "differences": differences,
         "stage_times": [t.__dict__ for t in stage_times(workdir)],
     }
+    if drawn is not None:
+        twin["curves"] = drawn
     return "\n".join(md) + "\n", twin
 
 
@@ -199,6 +212,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default="reports/report.json", help="its JSON twin")
     parser.add_argument("--metrics", default=None, help="folder for one DVC metrics file per part")
     parser.add_argument("--html", default=None, help="folder for the HTML renderings")
+    parser.add_argument("--curves", default=None, help="the learning-curves figure (PNG)")
     parser.add_argument("--workdir", default=".", help="root the parts' paths are relative to")
 
 
@@ -206,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
     params = load(args.params, ReportParams, section="report")
     output = Path(args.output)
     workdir = Path(args.workdir)
-    text, twin = build(params, workdir, output.parent)
+    curves = Path(args.curves) if args.curves else None
+    text, twin = build(params, workdir, output.parent, curves)
     atomic_write_text(output, text)
     atomic_write_json(args.json, twin)
     if args.metrics:

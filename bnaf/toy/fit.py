@@ -20,6 +20,7 @@ import torch
 
 from bnaf.core.checkpoint import Checkpoint, rng_state, set_rng_state
 from bnaf.core.errors import BnafError
+from bnaf.core.progress import Progress
 from bnaf.data.toy import sample2d
 from bnaf.toy.params import Optimiser
 
@@ -123,8 +124,10 @@ def fit(
         train_s, resumes = s["train_s"], s["resumes"] + 1
         log(f"resumed from {checkpoint.path} at iteration {done}")
     start, steps_this_call = time.perf_counter(), 0
+    progress = Progress(opt.iterations, type(model).__name__, "it", done, log)
     for step in range(done + 1, opt.iterations + 1):
         if stop_after is not None and steps_this_call >= stop_after:
+            progress.close()
             return None
         loss = loss_fn(step)
         optimiser.zero_grad(set_to_none=True)
@@ -137,11 +140,12 @@ def fit(
         optimiser.step()
         scheduler.step(value)
         total, count, steps_this_call = total + value, count + 1, steps_this_call + 1
+        progress.advance()
         elapsed = train_s + time.perf_counter() - start
         if step % log_every == 0 or step == opt.iterations:
             lr = optimiser.param_groups[0]["lr"]
             history.append({"iteration": step, "loss": total / count, "lr": lr})
-            log(f"iter {step:7d}  loss {total / count:.4f}  lr {lr:.2e}  {elapsed:.0f}s")
+            progress.log(f"iter {step:7d}  loss {total / count:.4f}  lr {lr:.2e}  {elapsed:.0f}s")
             total, count = 0.0, 0
         if step % every == 0 or step == opt.iterations:
             state = {
@@ -158,5 +162,6 @@ def fit(
                 "resumes": resumes,
             }
             checkpoint.save(state)
+    progress.close()
     elapsed = train_s + time.perf_counter() - start
     return {"history": history, "resumes": resumes, "train_s": elapsed}

@@ -45,7 +45,7 @@ def _read(paths: list[str], kind: str) -> list[dict[str, Any]]:
         m = read_json(p)
         if m.get("part") != "toy" or m.get("kind") != kind:
             raise BnafError(f"{p}: not a toy {kind} run")
-        runs.append(m)
+        runs.append(m | {"run": str(Path(p).parent)})  # the run's folder, for the report
     return runs
 
 
@@ -164,6 +164,7 @@ def build(
                 "seed": m["seed"],
                 "wall_time_s": m["wall_time_s"],
                 "parameters": m["parameters"],
+                "run": m.get("run"),
             }
         )
     for m in energy:
@@ -180,6 +181,7 @@ def build(
                 "seed": m["seed"],
                 "wall_time_s": m["wall_time_s"],
                 "parameters": m["parameters"],
+                "run": m.get("run"),
             }
         )
     for m in density + energy:

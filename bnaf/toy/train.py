@@ -26,6 +26,7 @@ import torch
 from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
+from bnaf.core.history import write_history
 from bnaf.core.io import atomic_write_json
 from bnaf.core.runtime import (
     configure_numerics,
@@ -267,6 +268,7 @@ def train_run(
         "cpu_time_s": time.process_time(),
         "environment": environment_info(device),
     }
+    write_history(out / "history.csv", metrics["history"])
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     ckpt.finish(keep=params.keep_checkpoint)
     log(f"wrote {out / 'metrics.json'} ({metrics['wall_time_s']:.0f}s): {metrics['test']}")

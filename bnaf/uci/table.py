@@ -31,7 +31,7 @@ from bnaf.uci.published import (
     SIZES,
     TABLE1,
 )
-from bnaf.uci.runs import config_name
+from bnaf.uci.runs import UciRun, config_name
 
 __all__ = ["assemble", "render", "add_arguments", "run"]
 
@@ -93,6 +93,10 @@ def assemble(
                 },
                 "delta_in_published_std": (s["test_mean"] - pub_mean) / pub_std,
                 "selected_config": s["selected"],
+                # its runs' folders, for the report's learning curves
+                "runs": [
+                    UciRun(d, s["selected"], k).path for k in s["configs"][s["selected"]]["seeds"]
+                ],
                 "published_config_by_ratio": s.get("published_config_by_ratio"),
                 "parameters": s["parameters"],
                 "ratio_naf5": ratios.get("naf5"),

@@ -22,7 +22,9 @@ import torch
 from bnaf.core.checkpoint import Checkpoint, fingerprint, run_lock, tensor_digest
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
+from bnaf.core.history import write_history
 from bnaf.core.io import atomic_write_json
+from bnaf.core.progress import Progress
 from bnaf.core.runtime import configure_numerics, environment_info, numerics_key, resolve_device
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import count_parameters, save_flow
@@ -156,22 +158,25 @@ def train_run(
     )
     snap = trainer.snapshot()
     epochs_this_call = 0
-    while not trainer.finished:
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
-            return None
-        r = trainer.run_epoch(snap)
-        epochs_this_call += 1
-        val = "nan" if r["validation_ll"] is None else f"{r['validation_ll']:.4f}"
-        log(
-            f"epoch {r['epoch']:4d}/{tp.max_epochs} train_nll {r['train_nll']:.4f} "
-            f"val_ll {val} lr {r['lr']:.2e} samples/s {r['samples_per_s']:.0f}"
-            + (" best" if r["best"] else "")
-            + (" decay" if r["decay"] else "")
-        )
-        snap = trainer.snapshot()
-        wall = wall_before + time.perf_counter() - start
-        if trainer.finished or trainer.epoch % tp.checkpoint_every == 0:
-            ckpt.save(snap, wall_s=wall, resumes=resumes)
+    name = f"{dataset} {config} seed {seed}"
+    with Progress(tp.max_epochs, name, "epoch", trainer.epoch, log) as progress:
+        while not trainer.finished:
+            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                return None
+            r = trainer.run_epoch(snap)
+            epochs_this_call += 1
+            progress.advance()
+            val = "nan" if r["validation_ll"] is None else f"{r['validation_ll']:.4f}"
+            progress.log(
+                f"epoch {r['epoch']:4d}/{tp.max_epochs} train_nll {r['train_nll']:.4f} "
+                f"val_ll {val} lr {r['lr']:.2e} samples/s {r['samples_per_s']:.0f}"
+                + (" best" if r["best"] else "")
+                + (" decay" if r["decay"] else "")
+            )
+            snap = trainer.snapshot()
+            wall = wall_before + time.perf_counter() - start
+            if trainer.finished or trainer.epoch % tp.checkpoint_every == 0:
+                ckpt.save(snap, wall_s=wall, resumes=resumes)
 
     if trainer.best is None:
         raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")
@@ -219,6 +224,7 @@ def train_run(
         "history": trainer.history,
     }
     save_flow(model, out / "model.pt", dataset=dataset, seed=seed, weights="polyak_average")
+    write_history(out / "history.csv", trainer.history)
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
     ckpt.finish(keep=tp.keep_checkpoint)
     log(

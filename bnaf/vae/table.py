@@ -140,6 +140,14 @@ def run(args: argparse.Namespace) -> int:
             "unit": "nats; bits/dim for freyfaces",
             "paper": TABLE2,
             "ours": cells,
+            # each row's run folders, for the report's learning curves
+            "runs": {
+                c: {
+                    d: [str(p.parent) for p in metrics_paths(params, args.results, d)[c]]
+                    for d in runs
+                }
+                for c in cells
+            },
             "grid": grid,
             "timing": timing,
             "counts": counts,

@@ -35,7 +35,9 @@ from bnaf.core.checkpoint import (
 )
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
+from bnaf.core.history import write_history
 from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
+from bnaf.core.progress import Progress
 from bnaf.core.runtime import (
     configure_numerics,
     environment_info,
@@ -165,6 +167,8 @@ def train(args: argparse.Namespace) -> int:
         set_rng_state(blob["rng"], gen)
         log(f"resuming {out} after epoch {state['epoch']}")
     n = x["train"].shape[0]
+    name = f"{args.dataset} {args.config} seed {args.seed}"
+    progress = Progress(params.max_epochs, name, "epoch", state["epoch"], log)
     while not state["finished"]:
         epoch = state["epoch"] + 1
         beta = warmup_beta(epoch, params.warmup_epochs, params.max_beta)
@@ -198,11 +202,12 @@ def train(args: argparse.Namespace) -> int:
         # the best state is kept on the CPU: a copy of the weights, not device memory
         ckpt.save(state, model=model.state_dict(), optimizer=optimiser.state_dict(),
                   rng=rng_state(gen))  # fmt: skip
-        print(
+        progress.advance()
+        progress.log(
             f"epoch {epoch:4d} beta {beta:.3f} train {total / n:9.3f} valid {val:9.3f} "
-            f"best {state['best_val']:9.3f}@{state['best_epoch']} {n / wall:7.1f} img/s",
-            flush=True,
+            f"best {state['best_val']:9.3f}@{state['best_epoch']} {n / wall:7.1f} img/s"
         )
+    progress.close()
     _evaluate(args, params, model, state, data, x, device)
     ckpt.finish(keep=False)
     return 0
@@ -275,6 +280,7 @@ def _evaluate(args, params, model, state, data, x, device) -> None:
         "state_dict": model.state_dict(),
     }
     atomic_torch_save(model_blob, out / "model.pt")
+    write_history(out / "history.csv", epochs)
     atomic_write_json(out / "metrics.json", metrics)
     print(
         f"test -ELBO {metrics['test_neg_elbo']:.4f} NLL {metrics['test_nll']:.4f} "
