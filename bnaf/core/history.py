@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_text
+from bnaf.core.io import atomic_write_text, read_text
 
 __all__ = ["read_history", "write_history"]
 
@@ -61,13 +61,7 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
     without a header, a row of the wrong length or a cell that is not a number is one
     :class:`~bnaf.core.errors.BnafError` naming the file.
     """
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise BnafError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BnafError(f"{path}: cannot read it ({exc})") from None
-    lines = list(csv.reader(io.StringIO(text)))
+    lines = list(csv.reader(io.StringIO(read_text(path))))
     if not lines or not lines[0]:
         raise BnafError(f"{path}: not a history CSV (no header line)")
     header = lines[0]

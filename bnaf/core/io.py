@@ -25,6 +25,7 @@ __all__ = [
     "ensure_free",
     "load_module",
     "read_json",
+    "read_text",
     "save_module",
 ]
 
@@ -145,15 +146,21 @@ def load_module(cls: type[T], path: str | Path) -> tuple[T, dict[str, Any]]:
     return module, {k: v for k, v in blob.items() if k not in ("config", "state_dict")}
 
 
-def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> Any:
-    r"""Read a JSON file; a missing, unreadable or malformed file (or an object without one of
-    ``keys``) is one :class:`~bnaf.core.errors.BnafError` naming the file."""
+def read_text(path: str | Path) -> str:
+    r"""The text of a file; a missing or unreadable one is one
+    :class:`~bnaf.core.errors.BnafError` naming it."""
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except FileNotFoundError:
         raise BnafError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise BnafError(f"{path}: cannot read it ({exc})") from None
+
+
+def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> Any:
+    r"""Read a JSON file; a missing, unreadable or malformed file (or an object without one of
+    ``keys``) is one :class:`~bnaf.core.errors.BnafError` naming the file."""
+    text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
