@@ -110,6 +110,12 @@ def test_dvc_stages_are_the_parts_and_depend_on_all_their_code() -> None:
             if s == "data inventory":  # no rule: the stage runs the command itself
                 assert stages[name]["cmd"].startswith(f"python -m bnaf {s} ")
                 assert stages[name]["always_changed"] is True
+            elif name == "toy":  # self-contained part: every rule its targets need is its own
+                assert "--forceall" in stages[name]["cmd"]
+                assert set(stages[name]["cmd"].split()) >= {
+                    "reports/toy.md",
+                    "reports/figure2.png",
+                }
             elif s != "gpu":
                 assert "--forcerun" in stages[name]["cmd"] and rule_of(s) in stages[name]["cmd"]
 

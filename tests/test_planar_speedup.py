@@ -20,7 +20,7 @@ from bnaf.core.stats import standard_normal_log_prob
 from bnaf.data.toy import sample2d
 from bnaf.flows.glow import Glow
 from bnaf.flows.planar import PlanarFlow, PlanarStack
-from bnaf.toy.fit import CHUNK, FreshBatches, Noise, fit
+from bnaf.toy.fit import CHUNK, FreshBatches, Member, Noise, fit
 from bnaf.toy.params import Optimiser
 
 
@@ -35,8 +35,9 @@ def _planar(flows: int, seed: int) -> PlanarFlow:
 def train(model, loss_fn, opt: Optimiser, log_every: int, folder: Path) -> list[dict]:
     """The toy loop without checkpoints in between (one at the end, in ``folder``)."""
     quiet = Checkpoint(folder, "test", log=lambda _: None)
-    done = fit(model, loss_fn, opt, log_every, quiet, Noise(torch.Generator()), 10**9, log=str)
-    return done["history"]
+    member = Member(model, quiet, Noise(torch.Generator()), opt)
+    done = fit([member], lambda step: loss_fn(step).reshape(1), log_every, 10**9, log=str)
+    return done[0]["history"]
 
 
 @pytest.mark.parametrize("flows", [1, 3, 32])
@@ -60,9 +61,10 @@ def test_planar_stack_equals_layer_by_layer_autograd(flows: int) -> None:
 def test_planar_stack_gradcheck_including_the_input() -> None:
     torch.manual_seed(0)
     k = 4
-    z = torch.randn(10, 2, requires_grad=True)
-    w, u = torch.randn(k, 2, requires_grad=True), torch.randn(k, 2, requires_grad=True)
-    b = torch.randn(k, requires_grad=True)
+    m = 3  # a pack of three flows
+    z = torch.randn(m, 10, 2, requires_grad=True)
+    w, u = torch.randn(m, k, 2, requires_grad=True), torch.randn(m, k, 2, requires_grad=True)
+    b = torch.randn(m, k, requires_grad=True)
     assert torch.autograd.gradcheck(PlanarStack.apply, (z, w, u, b))
 
 
@@ -132,10 +134,20 @@ def test_glow_fast_forward_equals_step_by_step() -> None:
 
 def test_glow_first_training_batch_initialises_every_actnorm() -> None:
     model = Glow(2, depth=4, hidden=8)
-    model(torch.randn(100, 2) * 3)
-    assert all(bool(s.initialised) for s in model.steps)
+    with torch.no_grad():
+        model.w3.normal_()  # couplings that move their input: each step sees new statistics
+    x = torch.randn(100, 2) * 3 + 1
+    model(x)
+    assert bool(model.initialised)
+    with torch.no_grad():
+        for k in range(4):  # each step's actnorm output has zero mean and unit variance
+            h = (x + model.bias[k]) * model.log_scale[k].exp()
+            torch.testing.assert_close(h.mean(0), torch.zeros(2), rtol=0, atol=1e-6)
+            torch.testing.assert_close(h.std(0), torch.ones(2), rtol=0, atol=1e-4)
+            x = model._couple(k, h @ model.weight[k].T)[0]
 
 
+@pytest.mark.float32
 def test_density_batches_are_fresh_and_drawn_in_chunks() -> None:
     batch = 7
     batch_for = FreshBatches("8gaussians", batch, np.random.default_rng(11))

@@ -39,8 +39,8 @@ def test_glow_log_det_and_actnorm_init():
     torch.manual_seed(0)
     model = Glow(2, depth=3, hidden=8).double()
     x = torch.randn(500, 2, dtype=torch.float64) * 3 + 1
-    out, _ = model.steps[0](x)  # first call: data-dependent actnorm initialisation
-    h = (x + model.steps[0].bias) * model.steps[0].log_scale.exp()
+    model(x)  # first call: data-dependent actnorm initialisation
+    h = (x + model.bias[0]) * model.log_scale[0].exp()
     np.testing.assert_allclose(h.mean(0).detach(), 0, atol=1e-9)
     np.testing.assert_allclose(h.std(0).detach(), 1, atol=1e-3)
     for p in model.parameters():  # give the zero-initialised couplings something to do

@@ -23,7 +23,7 @@ def test_snakemake_builds_the_toy_figures_and_table(tmp_path):
         tmp_path / "params" / "tiny" / "toy.yaml",
         iterations=20,
         density={"targets": ["checkerboard"]},
-        energy={"targets": ["U2"]},
+        energy={"targets": ["U2", "U3"]},  # the planar runs: one pack of two
     )
     targets = ["reports/figure2.png", "reports/figure3.png", "reports/toy.md"]
     cmd = ["snakemake", "--cores", "2", *targets, "--config", "params=params/tiny"]
@@ -39,8 +39,13 @@ def test_snakemake_builds_the_toy_figures_and_table(tmp_path):
     assert {(r["energy"], r["model"]) for r in twin["energy"]} == {
         ("U2", "planar"),
         ("U2", "bnaf"),
+        ("U3", "planar"),
+        ("U3", "bnaf"),
     }
-    for run in ("density/checkerboard/bnaf", "energy/U2/planar"):
+    # one log per job: a single run's, or a pack's (both planar runs in one process)
+    for run, log in [("density/checkerboard/bnaf",) * 2, ("energy/U3/planar", "energy/planar")]:
         assert (tmp_path / "results" / "toy" / run / "model.pt").is_file()
-        log = (tmp_path / "logs" / "toy_train" / f"{run}.log").read_text()
+        log = (tmp_path / "logs" / "toy_train" / f"{log}.log").read_text()
         assert "iter" in log and "lr" in log  # progress lines kept in the per-rule log
+    pack = json.loads((tmp_path / "results/toy/energy/U3/planar/metrics.json").read_text())
+    assert pack["pack"] == ["U2", "U3"]

@@ -7,10 +7,11 @@ coupling ``y2 = (x2 + t(x1)) * sigmoid(s(x1) + 2)`` whose net ends in a zero-ini
 so every step starts as the identity up to actnorm, as in Glow.
 
 A 2-D Glow step is a handful of tiny kernels, so a 100-step model's cost is their number:
-:meth:`Glow.forward` merges actnorm and ``W`` into one affine map per step and computes the
-parts that depend on the parameters only (``exp`` of the actnorm scales, the merged maps, every
-``log|det W|``) for all steps at once; :meth:`Glow.forward_reference` runs the steps one by one
-and is what it is tested against.
+:func:`glow_pack` merges actnorm and ``W`` into one affine map per step, computes the parts
+that depend on the parameters only (``exp`` of the actnorm scales, the merged maps, every
+``log|det W|``) for all steps at once, and runs several models (the three targets of Figure 2)
+through the same kernels; :meth:`Glow.forward_reference` runs the steps one by one and is what
+it is tested against.
 
 References:
     | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma and Dhariwal, 2018)
@@ -18,6 +19,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,58 +29,19 @@ from torch import Tensor, nn
 from bnaf.core.io import load_module, save_module
 from bnaf.core.stats import standard_normal_log_prob
 
-__all__ = ["Glow", "GlowStep", "load_glow", "save_glow"]
+__all__ = ["PARAMETERS", "Glow", "glow_pack", "load_glow", "save_glow"]
 
 
-class GlowStep(nn.Module):
-    r"""actnorm -> invertible linear -> affine coupling (Glow, Table 1 there)."""
-
-    def __init__(self, dim: int, hidden: int, generator: torch.Generator):
-        super().__init__()
-        self.split = dim // 2
-        self.log_scale = nn.Parameter(torch.zeros(dim))
-        self.bias = nn.Parameter(torch.zeros(dim))
-        self.register_buffer("initialised", torch.tensor(False))
-        q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
-        self.weight = nn.Parameter(q)  # a random rotation, as Glow initialises W
-        out = 2 * (dim - self.split)
-        self.net = nn.Sequential(
-            nn.Linear(self.split, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, out),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialised):
-            with torch.no_grad():  # data-dependent actnorm initialisation
-                self.bias.copy_(-x.mean(0))
-                self.log_scale.copy_(-torch.log(x.std(0) + 1e-6))
-                self.initialised.fill_(True)
-        x = (x + self.bias) * self.log_scale.exp()
-        log_det = self.log_scale.sum().expand(x.shape[0])
-        x = x @ self.weight.T
-        log_det = log_det + torch.linalg.slogdet(self.weight)[1]
-        x1, x2 = x[:, : self.split], x[:, self.split :]
-        shift, raw = self.net(x1).chunk(2, dim=-1)
-        scale = torch.sigmoid(raw + 2.0)
-        y2 = (x2 + shift) * scale
-        return torch.cat([x1, y2], -1), log_det + torch.log(scale).sum(-1)
-
-    def couple(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The affine coupling alone: ``x`` (already through actnorm and ``W``) and the
-        per-sample ``log sigmoid(s(x1) + 2)``, shape (batch, dim - split)."""
-        x1, x2 = x[:, : self.split], x[:, self.split :]
-        shift, raw = self.net(x1).chunk(2, dim=-1)
-        raw = raw + 2.0
-        return torch.cat([x1, (x2 + shift) * torch.sigmoid(raw)], -1), F.logsigmoid(raw)
+#: the parameters of a Glow, each stacked over its steps (leading dimension ``depth``)
+PARAMETERS = ("log_scale", "bias", "weight", "w1", "b1", "w2", "b2", "w3", "b3")
 
 
 class Glow(nn.Module):
     r"""``depth`` Glow steps mapping data to a standard normal (density estimation).
+
+    Each parameter holds all steps (leading dimension ``depth``): actnorm ``log_scale`` and
+    ``bias`` (depth, dim), the linear maps ``weight`` (depth, dim, dim), and the coupling nets
+    ``split -> hidden -> hidden -> 2 (dim - split)`` as ``w1, b1, w2, b2, w3, b3``.
 
     Arguments:
         dim: data dimension.
@@ -95,40 +58,109 @@ class Glow(nn.Module):
     def __init__(self, dim: int = 2, depth: int = 8, hidden: int = 64, seed: int = 0):
         super().__init__()
         self.config = dict(dim=dim, depth=depth, hidden=hidden, seed=seed)
-        self.dim = dim
+        self.dim, self.split = dim, dim // 2
         generator = torch.Generator().manual_seed(seed)
-        self.steps = nn.ModuleList(GlowStep(dim, hidden, generator) for _ in range(depth))
+        out = 2 * (dim - self.split)
+        rotations, layers = [], []
+        for _ in range(depth):
+            q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=generator))
+            rotations.append(q)  # a random rotation, as Glow initialises W
+            # nn.Linear's default initialisation, drawn step by step from the global stream
+            layers.append([nn.Linear(self.split, hidden), nn.Linear(hidden, hidden),
+                           nn.Linear(hidden, out)])  # fmt: skip
+        self.log_scale = nn.Parameter(torch.zeros(depth, dim))
+        self.bias = nn.Parameter(torch.zeros(depth, dim))
+        self.weight = nn.Parameter(torch.stack(rotations))
+        for i in (1, 2, 3):
+            w = torch.stack([step[i - 1].weight.detach() for step in layers])
+            b = torch.stack([step[i - 1].bias.detach() for step in layers])
+            if i == 3:  # zero last layer: every step starts as the identity up to actnorm
+                w, b = torch.zeros_like(w), torch.zeros_like(b)
+            setattr(self, f"w{i}", nn.Parameter(w))
+            setattr(self, f"b{i}", nn.Parameter(b))
+        self.register_buffer("initialised", torch.tensor(False))
+
+    def _couple(self, k: int, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""Step ``k``'s affine coupling, plainly: ``x`` and ``log sigmoid(s(x1) + 2)``."""
+        x1, x2 = x[:, : self.split], x[:, self.split :]
+        h = torch.relu(x1 @ self.w1[k].T + self.b1[k])
+        h = torch.relu(h @ self.w2[k].T + self.b2[k])
+        shift, raw = (h @ self.w3[k].T + self.b3[k]).chunk(2, dim=-1)
+        scale = torch.sigmoid(raw + 2.0)
+        return torch.cat([x1, (x2 + shift) * scale], -1), torch.log(scale)
+
+    @torch.no_grad()
+    def initialise(self, x: Tensor) -> None:
+        r"""Data-dependent actnorm initialisation on the first training batch: each step's
+        actnorm gives its input zero mean and unit variance."""
+        for k in range(self.log_scale.shape[0]):
+            self.bias[k].copy_(-x.mean(0))
+            self.log_scale[k].copy_(-torch.log(x.std(0) + 1e-6))
+            x = ((x + self.bias[k]) * self.log_scale[k].exp()) @ self.weight[k].T
+            x = self._couple(k, x)[0]
+        self.initialised.fill_(True)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""``z`` and ``log|det dz/dx|``: per step ``x <- (x + bias) exp(log_scale) W^T``,
-        one ``addmm`` with ``A = diag(exp(log_scale)) W^T`` and ``c = (bias exp(log_scale))
-        W^T``, then the coupling."""
-        if self.training and not bool(self.steps[-1].initialised):
-            return self.forward_reference(x)  # the first batch initialises actnorm step by step
-        steps = list(self.steps)
-        log_scale = torch.stack([s.log_scale for s in steps])  # (depth, dim)
-        scale = log_scale.exp()
-        weight_t = torch.stack([s.weight for s in steps]).mT  # (depth, dim, dim)
-        a = scale[:, :, None] * weight_t
-        c = torch.bmm((torch.stack([s.bias for s in steps]) * scale)[:, None, :], weight_t)
-        constant = log_scale.sum() + torch.linalg.slogdet(weight_t)[1].sum()
-        coupling = []
-        for step, a_k, c_k in zip(steps, a.unbind(0), c.unbind(0)):
-            x, ld = step.couple(torch.addmm(c_k, x, a_k))
-            coupling.append(ld)
-        return x, torch.cat(coupling, -1).sum(-1) + constant
+        r"""``z`` and ``log|det dz/dx|`` (:func:`glow_pack` with one model)."""
+        z, log_det = glow_pack([self], x[None])
+        return z[0], log_det[0]
 
     def forward_reference(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r""":meth:`forward` one :class:`GlowStep` at a time (the reference of the fast path)."""
+        r""":meth:`forward` one step at a time, as Glow states it (the reference of the fast
+        path): actnorm, linear map, coupling."""
+        if self.training and not bool(self.initialised):
+            self.initialise(x)
         log_det = x.new_zeros(x.shape[0])
-        for step in self.steps:
-            x, ld = step(x)
-            log_det = log_det + ld
+        for k in range(self.log_scale.shape[0]):
+            x = (x + self.bias[k]) * self.log_scale[k].exp()
+            x = x @ self.weight[k].T
+            x, log_scale = self._couple(k, x)
+            log_det = log_det + self.log_scale[k].sum() + torch.linalg.slogdet(self.weight[k])[1]
+            log_det = log_det + log_scale.sum(-1)
         return x, log_det
 
     def log_prob(self, x: Tensor) -> Tensor:
         z, log_det = self(x)
         return standard_normal_log_prob(z) + log_det
+
+
+def glow_pack(models: Sequence[Glow], x: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``z`` and ``log|det dz/dx|`` of each of ``models`` (same shape) on its own ``x[m]``:
+    ``x`` is (M, batch, dim), the results (M, batch, dim) and (M, batch).
+
+    Per step ``x <- (x + bias) exp(log_scale) W^T`` is one ``baddbmm`` with ``A = diag(exp(
+    log_scale)) W^T`` and ``c = (bias exp(log_scale)) W^T``, computed with every
+    parameter-only log-determinant for all steps and models at once; each coupling layer is one
+    ``baddbmm`` for all models, so a pack costs about what one model costs."""
+    for model, x_m in zip(models, x):
+        if model.training and not bool(model.initialised):
+            model.initialise(x_m)  # the first training batch of each model
+    p = {name: torch.stack([getattr(m, name) for m in models]) for name in PARAMETERS}
+    split = models[0].split
+    scale = p["log_scale"].exp()  # (M, depth, dim)
+    weight_t = p["weight"].mT
+    a = scale[..., None] * weight_t  # (M, depth, dim, dim)
+    c = (p["bias"] * scale)[..., None, :] @ weight_t  # (M, depth, 1, dim)
+    constant = p["log_scale"].sum((1, 2)) + torch.linalg.slogdet(weight_t)[1].sum(1)
+    # per-step views by unbind: its backward stacks the steps' gradients once, where indexing
+    # step by step would write each into a zeroed full-size tensor (quadratic in depth)
+    steps = zip(
+        a.unbind(1), c.unbind(1),
+        p["w1"].mT.unbind(1), p["b1"][:, :, None].unbind(1),
+        p["w2"].mT.unbind(1), p["b2"][:, :, None].unbind(1),
+        p["w3"].mT.unbind(1), p["b3"][:, :, None].unbind(1),
+    )  # fmt: skip
+    coupling = []
+    for a_k, c_k, w1, b1, w2, b2, w3, b3 in steps:
+        x = torch.baddbmm(c_k, x, a_k)
+        x1, x2 = x[..., :split], x[..., split:]
+        h = torch.relu(torch.baddbmm(b1, x1, w1))
+        h = torch.relu(torch.baddbmm(b2, h, w2))
+        shift, raw = torch.baddbmm(b3, h, w3).chunk(2, dim=-1)
+        raw = raw + 2.0
+        x = torch.cat([x1, (x2 + shift) * torch.sigmoid(raw)], -1)
+        coupling.append(F.logsigmoid(raw))
+    return x, torch.cat(coupling, -1).sum(-1) + constant[:, None]
 
 
 def save_glow(model: Glow, path: str | Path, **extra: object) -> None:

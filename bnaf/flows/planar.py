@@ -12,10 +12,11 @@ on a grid.
 Training runs ``K = 32`` layers on batches of 200 two-dimensional points for 500k steps
 (Section 5.2), so the cost of a step is the number of tiny kernels, not arithmetic.
 :meth:`PlanarFlow.forward` therefore runs :class:`PlanarStack`, one autograd node with a
-hand-written backward: three fused kernels per layer each way (``addmv``, ``tanh``, ``addr``)
+hand-written backward: three fused kernels per layer each way (two ``addmm`` and a ``tanh``)
 and every per-layer quantity that does not feed the next layer (log-determinants, parameter
 gradients) computed for all ``K`` layers at once. :meth:`PlanarFlow.forward_reference` is the
-plain layer-by-layer autograd version it is tested against.
+plain layer-by-layer autograd version it is tested against. :func:`planar_pack` runs several
+flows (the four energies of Figure 3) through the same kernels at once.
 
 References:
     | Variational Inference with Normalizing Flows (Rezende and Mohamed, 2015)
@@ -23,6 +24,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -32,7 +34,7 @@ from torch import Tensor, nn
 from bnaf.core.io import load_module, save_module
 from bnaf.core.stats import standard_normal_log_prob
 
-__all__ = ["PlanarFlow", "PlanarStack", "load_planar", "save_planar"]
+__all__ = ["PlanarFlow", "PlanarStack", "load_planar", "planar_pack", "save_planar", "u_hat"]
 
 #: added inside the log of each layer's ``|1 + u_hat^T psi|`` (which can reach 0 when
 #: ``w^T u_hat = -1``), as in the reference forward
@@ -41,59 +43,98 @@ EPS = 1e-12
 
 class PlanarStack(torch.autograd.Function):
     r"""``K`` planar layers ``z <- z + u_k tanh(w_k^T z + b_k)`` and the summed
-    ``log(|1 + (1 - h_k^2) w_k^T u_k| + EPS)``, with a hand-written backward.
+    ``log(|1 + (1 - h_k^2) w_k^T u_k| + EPS)``, with a hand-written backward, for ``M`` flows at
+    once (a pack of runs trained side by side, :mod:`bnaf.toy.pack`; ``M = 1`` for one flow).
 
-    Inputs ``z`` (batch, d), ``w`` and ``u`` (K, d) (``u`` is ``u_hat``), ``b`` (K). Writing
-    ``a_k = w_k^T z_k + b_k``, ``h_k = tanh a_k``, ``s_k = 1 - h_k^2``, ``c_k = w_k^T u_k`` and
-    ``D_k = 1 + s_k c_k``, the backward pass runs the chain rule through ``z_{k+1} = z_k + h_k
-    u_k`` from the last layer to the first:
+    Inputs ``z`` (M, batch, d), ``w`` and ``u`` (M, K, d) (``u`` is ``u_hat``), ``b`` (M, K).
+    Writing ``a_k = w_k^T z_k + b_k``, ``h_k = tanh a_k``, ``s_k = 1 - h_k^2``, ``c_k = w_k^T
+    u_k`` and ``D_k = 1 + s_k c_k``, the backward pass runs the chain rule through ``z_{k+1} =
+    z_k + h_k u_k`` from the last layer to the first:
 
     ``dL/dh_k = g_{k+1}^T u_k - 2 h_k c_k g_L / D_k``, ``dL/da_k = s_k dL/dh_k`` and
     ``g_k = g_{k+1} + (dL/da_k) w_k``, with ``g_L`` the gradient of the summed log-determinant
     (``1 / D_k`` stands for ``sign(D_k) / (|D_k| + EPS)``). Parameter gradients are sums over
     the batch, formed for all layers at once from the stored ``z_k``, ``h_k`` and ``g_{k+1}``.
+    The members sit side by side in one ``(batch, M d)`` matrix and each layer's vectors in a
+    block-diagonal ``(M d, M)`` one, so a layer is two small ``addmm`` and a ``tanh`` each way
+    whatever ``M`` is, and a pack costs about what one flow costs.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, w: Tensor, u: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        zs, hs = [], []
-        for w_k, u_k, b_k in zip(w.unbind(0), u.unbind(0), b.unbind(0)):
-            zs.append(z)
-            h = torch.addmv(b_k, z, w_k).tanh_()
+        m, batch, dim = z.shape
+        w_cols, u_cols = _block_columns(w), _block_columns(u)  # (K, M d, M)
+        x = z.transpose(0, 1).reshape(batch, m * dim)  # the pack side by side: (batch, M d)
+        xs, hs = [], []
+        # contiguous per-layer operands: a transposed one would be copied by every product
+        for b_k, w_k, u_k in zip(b.T.contiguous(), w_cols, u_cols.mT.contiguous()):
+            xs.append(x)
+            h = torch.addmm(b_k, x, w_k).tanh_()  # (batch, M)
             hs.append(h)
-            z = torch.addr(z, h, u_k)
-        h = torch.stack(hs)  # (K, batch)
-        c = (w * u).sum(-1)  # (K,)
+            x = torch.addmm(x, h, u_k)
+        h = torch.stack(hs)  # (K, batch, M)
+        c = (w * u).sum(-1).T  # (K, M)
         s = 1.0 - h.square()
         d = torch.addcmul(torch.ones_like(s), s, c[:, None])
-        log_det = torch.log(d.abs() + EPS).sum(0)
-        ctx.save_for_backward(torch.stack(zs), h, s, d, c, w, u)
-        return z, log_det
+        log_det = torch.log(d.abs() + EPS).sum(0).T  # (M, batch)
+        ctx.save_for_backward(torch.stack(xs), h, s, d, c, w, u, w_cols, u_cols)
+        return x.reshape(batch, m, dim).transpose(0, 1).contiguous(), log_det.contiguous()
 
     @staticmethod
     def backward(ctx, g_z: Tensor | None, g_log_det: Tensor | None):
-        zs, h, s, d, c, w, u = ctx.saved_tensors
+        xs, h, s, d, c, w, u, w_cols, u_cols = ctx.saved_tensors
+        k_layers, batch, m = h.shape
+        dim = w.shape[-1]
         if g_z is None:
-            g_z = torch.zeros_like(zs[0])
+            g_z = xs.new_zeros(m, batch, dim)
         if g_log_det is None:
-            g_log_det = torch.zeros_like(h[0])
+            g_log_det = h.new_zeros(m, batch)
         inv_d = torch.sign(d) / (d.abs() + EPS)  # d log(|D| + EPS) / dD
-        dlog_ds = g_log_det * inv_d  # (K, batch): dL/ds_k = g_L / D_k * c_k, c_k applied below
+        dlog_ds = g_log_det.T * inv_d  # (K, batch, M): dL/ds_k = g_L / D_k * c_k
         from_log = -2.0 * h * dlog_ds * c[:, None]  # log-determinant's part of dL/dh_k
         gs, gas = [], []
-        g = g_z
-        layers = zip(from_log.unbind(0), s.unbind(0), w.unbind(0), u.unbind(0))
+        g = g_z.transpose(0, 1).reshape(batch, m * dim)
+        layers = zip(from_log, s, w_cols.mT.contiguous(), u_cols)
         for from_log_k, s_k, w_k, u_k in reversed(list(layers)):
             gs.append(g)  # dL/dz_{k+1}
-            ga = torch.addmv(from_log_k, g, u_k).mul_(s_k)
+            ga = torch.addmm(from_log_k, g, u_k).mul_(s_k)
             gas.append(ga)
-            g = torch.addr(g, ga, w_k)
-        g_next = torch.stack(gs[::-1])  # (K, batch, d): dL/dz_{k+1}
-        ga = torch.stack(gas[::-1])  # (K, batch): dL/da_k
-        g_c = (dlog_ds * s).sum(1)  # (K,)
-        g_w = torch.einsum("kb,kbd->kd", ga, zs) + g_c[:, None] * u
-        g_u = torch.einsum("kb,kbd->kd", h, g_next) + g_c[:, None] * w
-        return g, g_w, g_u, ga.sum(1)
+            g = torch.addmm(g, ga, w_k)
+        g_next = torch.stack(gs[::-1]).view(k_layers, batch, m, dim)  # dL/dz_{k+1}
+        ga = torch.stack(gas[::-1])  # (K, batch, M): dL/da_k
+        g_c = (dlog_ds * s).sum(1).T[..., None]  # (M, K, 1)
+        zs = xs.view(k_layers, batch, m, dim)
+        # sums over the batch as products and sums (einsum would permute and copy first)
+        g_w = (ga[..., None] * zs).sum(1).transpose(0, 1) + g_c * u
+        g_u = (h[..., None] * g_next).sum(1).transpose(0, 1) + g_c * w
+        g_z = g.view(batch, m, dim).transpose(0, 1)
+        return g_z, g_w, g_u, ga.sum(1).T
+
+
+def _block_columns(v: Tensor) -> Tensor:
+    r"""``(M, K, d) -> (K, M d, M)``: per layer, member ``m``'s vector in rows ``m d .. m d +
+    d - 1`` of column ``m`` (a block diagonal), so one ``(batch, M d) x (M d, M)`` product
+    applies each member's layer to its own coordinates only."""
+    m, k, dim = v.shape
+    eye = torch.eye(m, dtype=v.dtype, device=v.device)
+    return (v.transpose(0, 1)[..., None] * eye[:, None, :]).reshape(k, m * dim, m)
+
+
+def u_hat(w: Tensor, u: Tensor) -> Tensor:
+    r"""``u_hat = u + (m(w^T u) - w^T u) w / ||w||^2`` over the last dimension (invertibility,
+    Rezende and Mohamed, 2015, Appendix A.1)."""
+    wu = (w * u).sum(-1, keepdim=True)
+    m = -1.0 + F.softplus(wu)
+    return u + (m - wu) * w / w.square().sum(-1, keepdim=True)
+
+
+def planar_pack(flows: Sequence[PlanarFlow], z: Tensor) -> tuple[Tensor, Tensor]:
+    r"""``(z_K, sum log|det|)`` of each of ``flows`` (same ``K`` and dimension) on its own
+    ``z[m]``: ``z`` is (M, batch, d), the results (M, batch, d) and (M, batch)."""
+    w = torch.stack([f.w for f in flows])
+    u = torch.stack([f.u for f in flows])
+    b = torch.stack([f.b for f in flows])
+    return PlanarStack.apply(z, w, u_hat(w, u), b)
 
 
 class PlanarFlow(nn.Module):
@@ -120,13 +161,12 @@ class PlanarFlow(nn.Module):
         self.b = nn.Parameter(torch.zeros(flows))
 
     def _u_hat(self) -> Tensor:
-        wu = (self.w * self.u).sum(-1, keepdim=True)
-        m = -1.0 + F.softplus(wu)
-        return self.u + (m - wu) * self.w / self.w.square().sum(-1, keepdim=True)
+        return u_hat(self.w, self.u)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         r"""``z_K`` and ``sum_k log|det df_k/dz_{k-1}|`` (:class:`PlanarStack`)."""
-        return PlanarStack.apply(z, self.w, self._u_hat(), self.b)
+        x, log_det = planar_pack([self], z[None])
+        return x[0], log_det[0]
 
     def forward_reference(self, z: Tensor) -> tuple[Tensor, Tensor]:
         r""":meth:`forward` layer by layer with autograd: the reference of the fast path."""

@@ -24,7 +24,7 @@ from bnaf.core.progress import Progress
 from bnaf.data.toy import sample2d
 from bnaf.toy.params import Optimiser
 
-__all__ = ["CHUNK", "FreshBatches", "Noise", "Stream", "fit"]
+__all__ = ["CHUNK", "FreshBatches", "Member", "Noise", "Stream", "fit"]
 
 #: training steps whose data is drawn in one sampler call (density estimation)
 CHUNK = 250
@@ -50,7 +50,9 @@ class FreshBatches:
         i = (step - 1) % CHUNK
         if i == 0:
             x = sample2d(self.target, self.batch * CHUNK, self.rng)
-            self.chunk = torch.from_numpy(x).float().reshape(CHUNK, self.batch, 2)
+            # the training dtype is the default one (float32 in the pipeline)
+            x = torch.from_numpy(x).to(torch.get_default_dtype())
+            self.chunk = x.reshape(CHUNK, self.batch, 2)
         assert self.chunk is not None  # step 1 of a chunk always comes first
         return self.chunk[i]
 
@@ -82,86 +84,142 @@ def _optimiser(params: list[torch.nn.Parameter], opt: Optimiser) -> torch.optim.
     return torch.optim.RMSprop(params, lr=opt.lr, momentum=opt.momentum, foreach=True)
 
 
+class Member:
+    r"""One run of a pack: its model, checkpoint and data stream, and everything the loop
+    keeps per run (optimiser, plateau schedule, clipping, running loss, history)."""
+
+    def __init__(self, model: torch.nn.Module, checkpoint: Checkpoint, stream: Stream,
+                 opt: Optimiser):  # fmt: skip
+        self.model, self.checkpoint, self.stream, self.opt = model, checkpoint, stream, opt
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimiser = _optimiser(self.params, opt)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimiser,
+            factor=opt.decay,
+            patience=opt.patience,
+            min_lr=opt.min_lr,
+            threshold=opt.threshold,
+            threshold_mode="abs",
+        )
+        self.history: list[dict[str, Any]] = []
+        self.total, self.count, self.train_s, self.resumes = 0.0, 0, 0.0, 0
+
+    def step(self, value: float) -> None:
+        r"""Clip this run's gradient, step its optimiser and its schedule on its loss."""
+        if self.opt.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, max_norm=self.opt.clip_norm, foreach=True)
+        self.optimiser.step()
+        self.scheduler.step(value)
+        self.total, self.count = self.total + value, self.count + 1
+
+    def log_row(self, step: int) -> dict[str, Any]:
+        lr = self.optimiser.param_groups[0]["lr"]
+        row = {"iteration": step, "loss": self.total / self.count, "lr": lr}
+        self.history.append(row)
+        self.total, self.count = 0.0, 0
+        return row
+
+    def state(self, step: int, elapsed: float) -> dict[str, Any]:
+        return {
+            "step": step,
+            "model": self.model.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "stream": self.stream.state(),
+            "rng": rng_state(),
+            "history": self.history,
+            "total": self.total,
+            "count": self.count,
+            "train_s": elapsed,
+            "resumes": self.resumes,
+        }
+
+    def restore(self, s: dict[str, Any]) -> int:
+        self.model.load_state_dict(s["model"])
+        self.optimiser.load_state_dict(s["optimiser"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.stream.restore(s["stream"])
+        self.history, self.total, self.count = s["history"], s["total"], s["count"]
+        self.train_s, self.resumes = s["train_s"], s["resumes"] + 1
+        return s["step"]
+
+
+def _resume(members: list[Member], log: Callable[[str], Any]) -> int:
+    r"""Continue every member from its checkpoint when all hold one at the same iteration;
+    else start them all afresh (a pack was killed between two members' saves, or a member's
+    checkpoint belonged to another run): the iteration to continue after."""
+    blobs = [m.checkpoint.load() for m in members]
+    if all(b is None for b in blobs):
+        return 0
+    steps = {b["state"]["step"] if b is not None else None for b in blobs}
+    if len(steps) != 1:
+        log(f"the pack's checkpoints are at iterations {sorted(map(str, steps))}: starting afresh")
+        return 0
+    for m, b in zip(members, blobs):
+        m.restore(b["state"])
+    set_rng_state(blobs[0]["state"]["rng"])
+    done = blobs[0]["state"]["step"]
+    log(f"resumed from {members[0].checkpoint.path} at iteration {done}"
+        + (f" ({len(members)} runs)" if len(members) > 1 else ""))  # fmt: skip
+    return done
+
+
 def fit(
-    model: torch.nn.Module,
+    members: list[Member],
     loss_fn: Callable[[int], torch.Tensor],
-    opt: Optimiser,
     log_every: int,
-    checkpoint: Checkpoint,
-    stream: Stream,
     every: int,
     stop_after: int | None = None,
     log: Callable[[str], Any] = print,
-) -> dict[str, Any] | None:
-    r"""Minimise ``loss_fn(step)`` for ``opt.iterations`` steps, continuing from ``checkpoint``
-    when it belongs to this run; returns ``{"history", "resumes", "train_s"}``, or ``None`` when
-    ``stop_after`` steps of this call ended it early (the checkpoint then holds the run).
+    names: list[str] | None = None,
+) -> list[dict[str, Any]] | None:
+    r"""Minimise each member's loss, ``loss_fn(step)[m]``, for ``opt.iterations`` steps,
+    continuing from the members' checkpoints when they belong to these runs; returns one
+    ``{"history", "resumes", "train_s"}`` per member, or ``None`` when ``stop_after`` steps of
+    this call ended it early (the checkpoints then hold the runs).
 
-    The models are tiny, so a step costs its number of kernels and host round trips: the loop
-    reads the loss once per step (the plateau schedule needs it as a number, and the same number
-    is checked and logged), and the optimiser and clipping use the multi-tensor kernels."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = _optimiser(params, opt)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser,
-        factor=opt.decay,
-        patience=opt.patience,
-        min_lr=opt.min_lr,
-        threshold=opt.threshold,
-        threshold_mode="abs",
-    )
-    done, history, total, count, train_s, resumes = 0, [], 0.0, 0, 0.0, 0
-    checkpoint.reserve(model)
-    blob = checkpoint.load()
-    if blob is not None:
-        s = blob["state"]
-        model.load_state_dict(s["model"])
-        optimiser.load_state_dict(s["optimiser"])
-        scheduler.load_state_dict(s["scheduler"])
-        stream.restore(s["stream"])
-        set_rng_state(s["rng"])
-        done, history, total, count = s["step"], s["history"], s["total"], s["count"]
-        train_s, resumes = s["train_s"], s["resumes"] + 1
-        log(f"resumed from {checkpoint.path} at iteration {done}")
+    The members are independent runs of one shape trained side by side: ``loss_fn`` computes
+    all their losses in one pass (:mod:`bnaf.toy.pack`), one backward pass of their sum gives
+    each its own gradient, and each keeps its own optimiser, clipping and schedule, so a member
+    follows its separate run up to rounding. The models are tiny, so a step costs its number of
+    kernels and host round trips: the loop reads the losses once per step (the plateau schedule
+    needs them as numbers, and the same numbers are checked and logged)."""
+    iterations = members[0].opt.iterations
+    names = names or [type(m.model).__name__ for m in members]
+    for m in members:
+        m.checkpoint.reserve(m.model)
+    done = _resume(members, log)
     start, steps_this_call = time.perf_counter(), 0
-    progress = Progress(opt.iterations, type(model).__name__, "it", done, log)
-    for step in range(done + 1, opt.iterations + 1):
+    progress = Progress(iterations, type(members[0].model).__name__, "it", done, log)
+    for step in range(done + 1, iterations + 1):
         if stop_after is not None and steps_this_call >= stop_after:
             progress.close()
             return None
-        loss = loss_fn(step)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise BnafError(f"training diverged at iteration {step} (loss {value})")
-        if opt.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_norm=opt.clip_norm, foreach=True)
-        optimiser.step()
-        scheduler.step(value)
-        total, count, steps_this_call = total + value, count + 1, steps_this_call + 1
+        losses = loss_fn(step)
+        for m in members:
+            m.optimiser.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        values = losses.tolist()
+        for m, name, value in zip(members, names, values):
+            if not math.isfinite(value):
+                raise BnafError(f"{name}: training diverged at iteration {step} (loss {value})")
+            m.step(value)
+        steps_this_call += 1
         progress.advance()
-        elapsed = train_s + time.perf_counter() - start
-        if step % log_every == 0 or step == opt.iterations:
-            lr = optimiser.param_groups[0]["lr"]
-            history.append({"iteration": step, "loss": total / count, "lr": lr})
-            progress.log(f"iter {step:7d}  loss {total / count:.4f}  lr {lr:.2e}  {elapsed:.0f}s")
-            total, count = 0.0, 0
-        if step % every == 0 or step == opt.iterations:
-            state = {
-                "step": step,
-                "model": model.state_dict(),
-                "optimiser": optimiser.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "stream": stream.state(),
-                "rng": rng_state(),
-                "history": history,
-                "total": total,
-                "count": count,
-                "train_s": elapsed,
-                "resumes": resumes,
-            }
-            checkpoint.save(state)
+        elapsed = time.perf_counter() - start
+        if step % log_every == 0 or step == iterations:
+            for m, name in zip(members, names):
+                row = m.log_row(step)
+                progress.log(
+                    f"iter {step:7d}  loss {row['loss']:.4f}  lr {row['lr']:.2e}"
+                    f"  {m.train_s + elapsed:.0f}s" + (f"  {name}" if len(members) > 1 else "")
+                )
+        if step % every == 0 or step == iterations:
+            for m in members:
+                m.checkpoint.save(m.state(step, m.train_s + elapsed))
     progress.close()
-    elapsed = train_s + time.perf_counter() - start
-    return {"history": history, "resumes": resumes, "train_s": elapsed}
+    elapsed = time.perf_counter() - start
+    return [
+        {"history": m.history, "resumes": m.resumes, "train_s": m.train_s + elapsed}
+        for m in members
+    ]

@@ -105,6 +105,8 @@ class ToyParams:
     figure_limit: float = between(0, lo_open=True)
     #: the committed paper-budget toy table the toy table compares with (paper budget only)
     reference: str | None
+    #: baselines whose runs of one kind train side by side in one job (:mod:`bnaf.toy.pack`)
+    pack: list[Literal["glow", "planar"]]
     resources: Resources
     density: DensityExperiment
     energy: EnergyExperiment

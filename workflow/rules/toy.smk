@@ -1,5 +1,6 @@
 # Toy experiments (Sections 5.1-5.2): one toy_train job per run of bnaf.toy.runs (experiment x
-# target x model of params toy.{density,energy}), then the toy table and Figures 2-3.
+# target x model of params toy.{density,energy}), one toy_train_<kind>_<model> job per pack of
+# toy.pack (all targets of a baseline side by side), then the toy table and Figures 2-3.
 from bnaf.toy import runs as toy
 from bnaf.toy.params import load_toy
 
@@ -8,7 +9,7 @@ TOY = load_toy(f"{PARAMS}/toy.yaml")
 
 wildcard_constraints:
     kind="|".join(toy.KINDS),
-    model="bnaf|glow|planar",
+    model=toy.solo_models(TOY),
     figure="|".join(toy.FIGURES),
 
 
@@ -34,6 +35,29 @@ rule toy_train:
     shell:
         "{PY} toy train --params {PARAMS}/toy.yaml --kind {wildcards.kind}"
         " --target {wildcards.target} --model {wildcards.model} --out {params.out} > {log} 2>&1"
+
+
+for job in toy.jobs(TOY):  # a pack's outputs name every target: one rule per pack
+
+    rule:
+        name: job.rule
+        output:
+            metrics=job.files("metrics.json"),
+            model=job.files("model.pt"),
+            grid=job.files("grid.npz"),
+        log:
+            f"logs/toy_train/{job.kind}/{job.model}.log",
+        params:
+            args=f"--kind {job.kind} --target {' '.join(job.targets)} --model {job.model}",
+            out=" ".join(r.path for r in job.runs),
+        priority: 1  # the longest toy jobs: started first, the single runs fill in around them
+        threads: TOY.threads
+        resources:
+            mem_mb=TOY.resources.mem_mb,
+            runtime=TOY.resources.runtime,
+            gpu=TOY.resources.gpu,
+        shell:
+            "{PY} toy train --params {PARAMS}/toy.yaml {params.args} --out {params.out} > {log} 2>&1"
 
 
 rule toy_table:
