@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -160,11 +161,21 @@ def test_toy_table_reads_the_reference_its_params_name_at_the_paper_budget(
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params" / "paper" / "toy.yaml").read_text())
     params["toy"]["budget"] = budget
-    params["toy"]["reference"] = str(tmp_path / "absent" / "toy.json")
+    reference = tmp_path / "ref" / "toy.json"
+    params["toy"]["reference"] = str(reference)
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(params))
     argv = ["toy", "table", "--params", str(path), "--md", str(tmp_path / "t.md")]
-    code = main([*argv, "--json", str(tmp_path / "t.json")])
-    # the paper budget reads (here: fails on) the named reference; a reduced one never does
-    assert (code == 2) == (budget == "paper")
-    assert ("absent" in capsys.readouterr().err) == (budget == "paper")
+    argv += ["--json", str(tmp_path / "t.json")]
+    # none yet (a first run, or a refresh): the paper-budget table says so and goes on
+    assert main(argv) == 0
+    said = "No reference at" in (tmp_path / "t.md").read_text()
+    assert said == (budget == "paper")
+    missing = json.loads((tmp_path / "t.json").read_text()).get("reference_comparison")
+    assert (missing == {"missing": str(reference)}) == (budget == "paper")
+    # one that is there but unreadable: the paper budget fails on it; a reduced one never reads
+    reference.parent.mkdir()
+    reference.write_text("{not json")
+    capsys.readouterr()
+    assert (main(argv) == 2) == (budget == "paper")
+    assert ("toy.json" in capsys.readouterr().err) == (budget == "paper")

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from bnaf.core.errors import BnafError
 
-__all__ = ["ENERGIES", "confined_energy", "energy", "grid", "log_normaliser"]
+__all__ = ["ENERGIES", "confined_energy", "confinement", "energy", "grid", "log_normaliser"]
 
 
 def _w1(z: Tensor) -> Tensor:
@@ -58,6 +58,8 @@ def _u2(z: Tensor) -> Tensor:
 
 
 def _u3(z: Tensor) -> Tensor:
+    # z2 - w1 is written twice on purpose: sharing it would change the order in which
+    # autograd sums the gradient, and the trained models (the committed numbers) by rounding
     a = -0.5 * ((z[:, 1] - _w1(z)) / 0.35) ** 2
     b = -0.5 * ((z[:, 1] - _w1(z) + _w2(z)) / 0.35) ** 2
     return -torch.logaddexp(a, b)
@@ -86,7 +88,12 @@ def confined_energy(name: str, z: Tensor, bound: float | None = 6.0) -> Tensor:
     u = energy(name, z)
     if bound is None:
         return u
-    return u + torch.relu(z.abs() - bound).square().sum(-1)
+    return u + confinement(z, bound)
+
+
+def confinement(z: Tensor, bound: float) -> Tensor:
+    r"""``sum_i relu(|z_i| - bound)^2`` over the last dimension (any leading shape)."""
+    return torch.relu(z.abs() - bound).square().sum(-1)
 
 
 def grid(limit: float, step: float) -> tuple[np.ndarray, np.ndarray]:

@@ -292,10 +292,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
     path = args.reference or params.reference
-    reference = None if path is None or params.budget != "paper" else load_reference(path)
+    compared = path is not None and params.budget == "paper"
+    # no file yet: the first paper-budget run, or a refresh (README: delete, run, copy); said
+    # in the table, not an error. A file that is there but unreadable is an error.
+    missing = compared and not Path(path).exists()
+    reference = load_reference(path) if compared and not missing else None
     md, twin = build(
         params, _read(args.density, "density"), _read(args.energy, "energy"), reference
     )
+    if missing:
+        twin["reference_comparison"] = {"missing": str(path)}
+        note = f"No reference at `{path}`: nothing compared (a first run or a refresh).\n"
+        at = md.index("## Budget")
+        md = md[:at] + "## Against the committed reference\n\n" + note + "\n" + md[at:]
     atomic_write_text(args.md, md)
     atomic_write_json(args.json, twin)  # last: the JSON twin is the part's commit point
     print(f"wrote {args.md} and {args.json}")
