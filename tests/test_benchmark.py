@@ -37,3 +37,15 @@ def test_benchmark_smoke(tmp_path: Path, extra: list[str]) -> None:
         assert row["pyro"] is None and result["pyro"].startswith("skipped")
     else:
         assert row["pyro"] > 0
+
+
+@pytest.mark.slow  # one interpreter start with torch
+def test_toy_pack_benchmark_smoke() -> None:
+    script = SCRIPT.with_name("toy_pack.py")
+    out = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = {line.split()[0]: line.split() for line in out.stdout.splitlines()[2:]}
+    assert set(rows) == {"glow", "planar"}
+    assert rows["glow"][1] == "3" and rows["planar"][1] == "4"  # Figure 2's and 3's runs
+    assert all(float(r[4]) > 0 for r in rows.values())  # packed/separate, a ratio
