@@ -179,3 +179,16 @@ def test_toy_table_reads_the_reference_its_params_name_at_the_paper_budget(
     capsys.readouterr()
     assert (main(argv) == 2) == (budget == "paper")
     assert ("toy.json" in capsys.readouterr().err) == (budget == "paper")
+
+
+def test_committed_paper_toy_reference_is_readable_and_small() -> None:
+    from bnaf.toy.table import load_reference
+
+    root = Path(__file__).resolve().parents[1]
+    folder = root / "reference" / "paper-toy"
+    ref = load_reference(folder / "toy.json")  # what the paper-budget toy table reads
+    assert len(ref["provenance"]["commit"]) == 40 and ref["provenance"]["wall_time_s"] > 0
+    runs = {(r["dataset"], r["model"]) for r in ref["density"]}
+    runs |= {(r["energy"], r["model"]) for r in ref["energy"]}
+    assert len(runs) == 14  # the whole toy part of params/paper/toy.yaml
+    assert sum(f.stat().st_size for f in folder.iterdir()) <= 2 * 2**20  # at most 2 MB
