@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_toy(args.params)
     grids = read_grids(args.grids)
     kind = FIGURES[args.figure]
-    exp = params.density if kind == "density" else params.energy
+    exp = params.experiment(kind)
     panels = []
     for target in exp.targets:
         missing = [m for m in exp.models if (target, m) not in grids]

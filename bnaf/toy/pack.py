@@ -63,7 +63,7 @@ def build_model(params: ToyParams, kind: str, model_name: str) -> nn.Module:
     r"""A run's model, built from the seed exactly as its separate run builds it."""
     seed_everything(params.seed)
     if model_name == "bnaf":
-        exp: Any = params.density if kind == "density" else params.energy
+        exp: Any = params.experiment(kind)
         return BNAF(2, **exp.bnaf.flow.kwargs(), seed=params.seed)
     if model_name == "glow":
         cfg = params.density.glow

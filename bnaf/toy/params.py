@@ -111,6 +111,10 @@ class ToyParams:
     density: DensityExperiment
     energy: EnergyExperiment
 
+    def experiment(self, kind: str) -> DensityExperiment | EnergyExperiment:
+        r"""The section of ``kind``: ``density`` (Section 5.1) or ``energy`` (Section 5.2)."""
+        return self.density if kind == "density" else self.energy
+
 
 def load_toy(path: str | Path) -> ToyParams:
     return load(path, ToyParams, section="toy")

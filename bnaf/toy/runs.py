@@ -35,7 +35,7 @@ def runs(params: ToyParams, kind: str | None = None, model: str | None = None) -
     r"""Every (kind, target, model) of ``toy.{density,energy}``, optionally of one kind/model."""
     out = []
     for k in KINDS if kind is None else (kind,):
-        exp = params.density if k == "density" else params.energy
+        exp = params.experiment(k)
         out += [ToyRun(k, t, m) for t in exp.targets for m in exp.models if model in (None, m)]
     return out
 
@@ -67,7 +67,7 @@ def jobs(params: ToyParams) -> list[Job]:
     targets. The other runs are one job each (:func:`solo_models`)."""
     out = []
     for kind in KINDS:
-        exp = params.density if kind == "density" else params.energy
+        exp = params.experiment(kind)
         out += [Job(kind, m, tuple(exp.targets)) for m in exp.models if m in params.pack]
     return out
 

@@ -52,10 +52,6 @@ from bnaf.toy.runs import MODELS
 __all__ = ["add_arguments", "run", "run_fingerprint", "train_pack", "train_run"]
 
 
-def _section(params: ToyParams, kind: str) -> Any:
-    return params.density if kind == "density" else params.energy
-
-
 def _density_test(
     params: ToyParams, target: str, model_name: str, model: torch.nn.Module, out: Path
 ) -> dict[str, Any]:
@@ -164,7 +160,7 @@ def run_fingerprint(
     run, its seed, the pack it trains in (packing changes rounding), the model's section
     (architecture and optimiser), the numerics and the code of the training path (the data are
     drawn by that code from the seed)."""
-    exp = _section(params, kind)
+    exp = params.experiment(kind)
     settings = {
         "run": [kind, target, model, params.seed],
         "pack": pack or [target],
@@ -198,7 +194,7 @@ def train_pack(
     configure_numerics(device)
     if device.type != "cpu":
         raise BnafError("the toy stage runs on the CPU (device: cpu in params)")
-    opt = getattr(_section(params, kind), model).optimiser
+    opt = getattr(params.experiment(kind), model).optimiser
     members = []
     for target, out in zip(targets, folders):
         key = run_fingerprint(params, kind, target, model, targets)
@@ -226,7 +222,7 @@ def train_pack(
             "iterations": opt.iterations,
             "pack": targets,  # the runs trained side by side in this process
             **body,
-            "config": to_dict(getattr(_section(params, kind), model)),
+            "config": to_dict(getattr(params.experiment(kind), model)),
             "parameters": count_parameters(member.model),
             "test": test(params, target, model, member.model, out),
             "wall_time_s": time.perf_counter() - start,  # of the pack so far
