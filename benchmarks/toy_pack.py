@@ -23,8 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bnaf.core.checkpoint import Checkpoint  # noqa: E402
-from bnaf.toy.fit import Member  # noqa: E402
-from bnaf.toy.pack import build_model, pack_loss, stream_for  # noqa: E402
+from bnaf.toy.fit import Member, train_step  # noqa: E402
+from bnaf.toy.optimise import PackOptimiser  # noqa: E402
+from bnaf.toy.pack import Pack, build_model, pack_loss, stream_for  # noqa: E402
 from bnaf.toy.params import load_toy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +45,13 @@ def _stepper(params, kind: str, model: str, targets: list[str], folder: Path):
         )  # fmt: skip
         for t in targets
     ]
-    loss_fn, state = pack_loss(params, kind, targets, members), {"step": 0}
+    pack = Pack([m.model for m in members])
+    optimiser = PackOptimiser(pack.params, opt, len(members), pack.stacked)
+    loss_fn, state = pack_loss(params, kind, targets, members, pack), {"step": 0}
 
     def step() -> None:
         state["step"] += 1
-        losses = loss_fn(state["step"])
-        for m in members:
-            m.optimiser.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        for m, value in zip(members, losses.tolist()):
-            m.step(value)
+        train_step(members, optimiser, loss_fn, state["step"], targets)
 
     return step
 

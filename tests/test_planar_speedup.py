@@ -21,6 +21,8 @@ from bnaf.data.toy import sample2d
 from bnaf.flows.glow import Glow
 from bnaf.flows.planar import PlanarFlow, PlanarStack
 from bnaf.toy.fit import CHUNK, FreshBatches, Member, Noise, fit
+from bnaf.toy.optimise import PackOptimiser
+from bnaf.toy.pack import Pack
 from bnaf.toy.params import Optimiser
 
 
@@ -33,10 +35,19 @@ def _planar(flows: int, seed: int) -> PlanarFlow:
 
 
 def train(model, loss_fn, opt: Optimiser, log_every: int, folder: Path) -> list[dict]:
-    """The toy loop without checkpoints in between (one at the end, in ``folder``)."""
+    """The toy loop without checkpoints in between (one at the end, in ``folder``):
+    ``loss_fn(forward, step)`` with ``forward(x) -> (z, log_det)`` the pack's forward pass."""
     quiet = Checkpoint(folder, "test", log=lambda _: None)
     member = Member(model, quiet, Noise(torch.Generator()), opt)
-    done = fit([member], lambda step: loss_fn(step).reshape(1), log_every, 10**9, log=str)
+    pack = Pack([model])
+    optimiser = PackOptimiser(pack.params, opt, 1, pack.stacked)
+
+    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z, log_det = pack.forward(x[None])
+        return z[0], log_det[0]
+
+    done = fit([member], optimiser, lambda step: loss_fn(forward, step).reshape(1), log_every,
+               10**9, log=str)  # fmt: skip
     return done[0]["history"]
 
 
@@ -102,9 +113,9 @@ def test_planar_training_steps_equal_the_reference_loop(tmp_path: Path) -> None:
     ref = PlanarFlow(2, flows=32)
     ref.load_state_dict(fast.state_dict())
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def loss_fn(forward, step: int) -> torch.Tensor:
         z = draws[step - 1]
-        x, log_det = fast(z)
+        x, log_det = forward(z)
         return (standard_normal_log_prob(z) - log_det + 0.5 * x.square().sum(-1)).mean()
 
     history = train(fast, loss_fn, opt, opt.iterations, tmp_path)
@@ -169,8 +180,8 @@ def test_non_finite_loss_stops_training_with_its_iteration(tmp_path: Path) -> No
         min_lr=0.0, threshold=0.0, clip_norm=None, iterations=5, batch_size=4,
     )  # fmt: skip
 
-    def loss_fn(step: int) -> torch.Tensor:
-        x, log_det = model(torch.randn(4, 2))
+    def loss_fn(forward, step: int) -> torch.Tensor:
+        x, log_det = forward(torch.randn(4, 2))
         return (x.sum() - log_det.sum()) * (float("nan") if step == 3 else 1.0)
 
     with pytest.raises(BnafError, match="iteration 3"):

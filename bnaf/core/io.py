@@ -120,8 +120,10 @@ def atomic_torch_save(obj: Any, path: str | Path, save: Callable[..., None] | No
 
 def save_module(module: Any, path: str | Path, **extra: object) -> None:
     r"""Save a module that describes itself (its ``config``: the constructor's keyword
-    arguments) atomically as ``{"config", "state_dict", **extra}``."""
-    atomic_torch_save({"config": module.config, "state_dict": module.state_dict(), **extra}, path)
+    arguments) atomically as ``{"config", "state_dict", **extra}``. The tensors are saved as
+    copies: a view (a packed run's parameters) would otherwise carry its whole storage."""
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    atomic_torch_save({"config": module.config, "state_dict": state, **extra}, path)
 
 
 def load_module(cls: type[T], path: str | Path) -> tuple[T, dict[str, Any]]:

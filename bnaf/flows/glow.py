@@ -19,7 +19,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -124,9 +124,14 @@ class Glow(nn.Module):
         return standard_normal_log_prob(z) + log_det
 
 
-def glow_pack(models: Sequence[Glow], x: Tensor) -> tuple[Tensor, Tensor]:
+def glow_pack(
+    models: Sequence[Glow], x: Tensor, p: Mapping[str, Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
     r"""``z`` and ``log|det dz/dx|`` of each of ``models`` (same shape) on its own ``x[m]``:
-    ``x`` is (M, batch, dim), the results (M, batch, dim) and (M, batch).
+    ``x`` is (M, batch, dim), the results (M, batch, dim) and (M, batch). ``p`` holds their
+    :data:`PARAMETERS` stacked on a leading member dimension (a trained pack's tensors,
+    :func:`bnaf.toy.pack.stack_parameters`, of which the models' parameters are views, so the
+    actnorm initialisation below writes into them); ``None`` stacks them here.
 
     Per step ``x <- (x + bias) exp(log_scale) W^T`` is one ``baddbmm`` with ``A = diag(exp(
     log_scale)) W^T`` and ``c = (bias exp(log_scale)) W^T``, computed with every
@@ -135,7 +140,8 @@ def glow_pack(models: Sequence[Glow], x: Tensor) -> tuple[Tensor, Tensor]:
     for model, x_m in zip(models, x):
         if model.training and not bool(model.initialised):
             model.initialise(x_m)  # the first training batch of each model
-    p = {name: torch.stack([getattr(m, name) for m in models]) for name in PARAMETERS}
+    if p is None:
+        p = {name: torch.stack([getattr(m, name) for m in models]) for name in PARAMETERS}
     split = models[0].split
     scale = p["log_scale"].exp()  # (M, depth, dim)
     weight_t = p["weight"].mT

@@ -24,7 +24,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -128,13 +128,16 @@ def u_hat(w: Tensor, u: Tensor) -> Tensor:
     return u + (m - wu) * w / w.square().sum(-1, keepdim=True)
 
 
-def planar_pack(flows: Sequence[PlanarFlow], z: Tensor) -> tuple[Tensor, Tensor]:
+def planar_pack(
+    flows: Sequence[PlanarFlow], z: Tensor, p: Mapping[str, Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
     r"""``(z_K, sum log|det|)`` of each of ``flows`` (same ``K`` and dimension) on its own
-    ``z[m]``: ``z`` is (M, batch, d), the results (M, batch, d) and (M, batch)."""
-    w = torch.stack([f.w for f in flows])
-    u = torch.stack([f.u for f in flows])
-    b = torch.stack([f.b for f in flows])
-    return PlanarStack.apply(z, w, u_hat(w, u), b)
+    ``z[m]``: ``z`` is (M, batch, d), the results (M, batch, d) and (M, batch). ``p`` holds
+    their ``u``, ``w``, ``b`` stacked on a leading member dimension (a trained pack's
+    tensors, :func:`bnaf.toy.pack.stack_parameters`); ``None`` stacks them here."""
+    if p is None:
+        p = {name: torch.stack([getattr(f, name) for f in flows]) for name in ("u", "w", "b")}
+    return PlanarStack.apply(z, p["w"], u_hat(p["w"], p["u"]), p["b"])
 
 
 class PlanarFlow(nn.Module):

@@ -1,7 +1,8 @@
 r"""The toy experiments' training loop (Sections 5.1-5.2, Appendices A-B), resumable.
 
 The authors' recipe (``toy2d.py``): Adam (AMSGrad) or RMSProp, gradient-norm clipping,
-``ReduceLROnPlateau`` on the training loss. Every ``checkpoint_every`` iterations the loop saves
+``ReduceLROnPlateau`` on the training loss, applied to a whole pack at once by
+:mod:`bnaf.toy.optimise` (member by member ``torch.optim``'s numbers, bit for bit). Every ``checkpoint_every`` iterations the loop saves
 everything its future depends on (weights, optimiser and schedule state, the running loss, the
 history, the data stream and every random stream) under the run's fingerprint
 (:mod:`bnaf.core.checkpoint`), so a killed run restarted with the same command ends exactly as an
@@ -22,9 +23,10 @@ from bnaf.core.checkpoint import Checkpoint, rng_state, set_rng_state
 from bnaf.core.errors import BnafError
 from bnaf.core.progress import Progress
 from bnaf.data.toy import sample2d
+from bnaf.toy.optimise import PackOptimiser, Plateau
 from bnaf.toy.params import Optimiser
 
-__all__ = ["CHUNK", "FreshBatches", "Member", "Noise", "Stream", "fit"]
+__all__ = ["CHUNK", "FreshBatches", "Member", "Noise", "Stream", "fit", "train_step"]
 
 #: training steps whose data is drawn in one sampler call (density estimation)
 CHUNK = 250
@@ -78,53 +80,36 @@ class Noise:
         self.generator.set_state(state["generator"])
 
 
-def _optimiser(params: list[torch.nn.Parameter], opt: Optimiser) -> torch.optim.Optimizer:
-    if opt.name == "adam":
-        return torch.optim.Adam(params, lr=opt.lr, amsgrad=opt.amsgrad, foreach=True)
-    return torch.optim.RMSprop(params, lr=opt.lr, momentum=opt.momentum, foreach=True)
-
-
 class Member:
     r"""One run of a pack: its model, checkpoint and data stream, and everything the loop
-    keeps per run (optimiser, plateau schedule, clipping, running loss, history)."""
+    keeps per run (plateau schedule, running loss, history); the pack's
+    :class:`~bnaf.toy.optimise.PackOptimiser` keeps its optimiser state and clipping."""
 
     def __init__(self, model: torch.nn.Module, checkpoint: Checkpoint, stream: Stream,
                  opt: Optimiser):  # fmt: skip
         self.model, self.checkpoint, self.stream, self.opt = model, checkpoint, stream, opt
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimiser = _optimiser(self.params, opt)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimiser,
-            factor=opt.decay,
-            patience=opt.patience,
-            min_lr=opt.min_lr,
-            threshold=opt.threshold,
-            threshold_mode="abs",
-        )
+        self.plateau = Plateau(opt)
         self.history: list[dict[str, Any]] = []
         self.total, self.count, self.train_s, self.resumes = 0.0, 0, 0.0, 0
 
     def step(self, value: float) -> None:
-        r"""Clip this run's gradient, step its optimiser and its schedule on its loss."""
-        if self.opt.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, max_norm=self.opt.clip_norm, foreach=True)
-        self.optimiser.step()
-        self.scheduler.step(value)
+        r"""Step this run's schedule on its loss (after the optimiser's step, as toy2d.py)."""
+        self.plateau.step(value)
         self.total, self.count = self.total + value, self.count + 1
 
     def log_row(self, step: int) -> dict[str, Any]:
-        lr = self.optimiser.param_groups[0]["lr"]
-        row = {"iteration": step, "loss": self.total / self.count, "lr": lr}
+        row = {"iteration": step, "loss": self.total / self.count, "lr": self.plateau.lr}
         self.history.append(row)
         self.total, self.count = 0.0, 0
         return row
 
-    def state(self, step: int, elapsed: float) -> dict[str, Any]:
+    def state(self, step: int, elapsed: float, optimiser: dict[str, Any]) -> dict[str, Any]:
         return {
             "step": step,
-            "model": self.model.state_dict(),
-            "optimiser": self.optimiser.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            # copies: a packed run's parameters are views into the pack's stacked tensors
+            "model": {k: v.clone() for k, v in self.model.state_dict().items()},
+            "optimiser": optimiser,
+            "plateau": self.plateau.state(),
             "stream": self.stream.state(),
             "rng": rng_state(),
             "history": self.history,
@@ -135,16 +120,15 @@ class Member:
         }
 
     def restore(self, s: dict[str, Any]) -> int:
-        self.model.load_state_dict(s["model"])
-        self.optimiser.load_state_dict(s["optimiser"])
-        self.scheduler.load_state_dict(s["scheduler"])
+        self.model.load_state_dict(s["model"])  # in place: into the pack's stacked tensors
+        self.plateau.restore(s["plateau"])
         self.stream.restore(s["stream"])
         self.history, self.total, self.count = s["history"], s["total"], s["count"]
         self.train_s, self.resumes = s["train_s"], s["resumes"] + 1
         return s["step"]
 
 
-def _resume(members: list[Member], log: Callable[[str], Any]) -> int:
+def _resume(members: list[Member], optimiser: PackOptimiser, log: Callable[[str], Any]) -> int:
     r"""Continue every member from its checkpoint when all hold one at the same iteration;
     else start them all afresh (a pack was killed between two members' saves, or a member's
     checkpoint belonged to another run): the iteration to continue after."""
@@ -155,8 +139,9 @@ def _resume(members: list[Member], log: Callable[[str], Any]) -> int:
     if len(steps) != 1:
         log(f"the pack's checkpoints are at iterations {sorted(map(str, steps))}: starting afresh")
         return 0
-    for m, b in zip(members, blobs):
+    for i, (m, b) in enumerate(zip(members, blobs)):
         m.restore(b["state"])
+        optimiser.restore(i, b["state"]["optimiser"])
     set_rng_state(blobs[0]["state"]["rng"])
     done = blobs[0]["state"]["step"]
     log(f"resumed from {members[0].checkpoint.path} at iteration {done}"
@@ -164,8 +149,33 @@ def _resume(members: list[Member], log: Callable[[str], Any]) -> int:
     return done
 
 
+def train_step(
+    members: list[Member],
+    optimiser: PackOptimiser,
+    loss_fn: Callable[[int], torch.Tensor],
+    step: int,
+    names: list[str],
+) -> list[float]:
+    r"""One step of every member: the losses in one forward pass, one backward pass of their
+    sum (each member's gradient is its own), the optimiser's step with each member's learning
+    rate, then each member's schedule on its loss. The losses are read once per step (the
+    schedules need them as numbers); a non-finite one stops the pack before any step."""
+    losses = loss_fn(step)
+    optimiser.zero_grad()
+    losses.sum().backward()
+    values = losses.tolist()
+    for name, value in zip(names, values):
+        if not math.isfinite(value):
+            raise BnafError(f"{name}: training diverged at iteration {step} (loss {value})")
+    optimiser.step([m.plateau.lr for m in members])
+    for m, value in zip(members, values):
+        m.step(value)
+    return values
+
+
 def fit(
     members: list[Member],
+    optimiser: PackOptimiser,
     loss_fn: Callable[[int], torch.Tensor],
     log_every: int,
     every: int,
@@ -188,22 +198,14 @@ def fit(
     names = names or [type(m.model).__name__ for m in members]
     for m in members:
         m.checkpoint.reserve(m.model)
-    done = _resume(members, log)
+    done = _resume(members, optimiser, log)
     start, steps_this_call = time.perf_counter(), 0
     progress = Progress(iterations, type(members[0].model).__name__, "it", done, log)
     for step in range(done + 1, iterations + 1):
         if stop_after is not None and steps_this_call >= stop_after:
             progress.close()
             return None
-        losses = loss_fn(step)
-        for m in members:
-            m.optimiser.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        values = losses.tolist()
-        for m, name, value in zip(members, names, values):
-            if not math.isfinite(value):
-                raise BnafError(f"{name}: training diverged at iteration {step} (loss {value})")
-            m.step(value)
+        train_step(members, optimiser, loss_fn, step, names)
         steps_this_call += 1
         progress.advance()
         elapsed = time.perf_counter() - start
@@ -215,8 +217,8 @@ def fit(
                     f"  {m.train_s + elapsed:.0f}s" + (f"  {name}" if len(members) > 1 else "")
                 )
         if step % every == 0 or step == iterations:
-            for m in members:
-                m.checkpoint.save(m.state(step, m.train_s + elapsed))
+            for i, m in enumerate(members):
+                m.checkpoint.save(m.state(step, m.train_s + elapsed, optimiser.state(i)))
     progress.close()
     elapsed = time.perf_counter() - start
     return [

@@ -28,35 +28,62 @@ from bnaf.toy.energy import confinement, energy
 from bnaf.toy.fit import FreshBatches, Member, Noise, Stream
 from bnaf.toy.params import Optimiser, ToyParams
 
-__all__ = ["PACKED", "build_model", "pack_forward", "pack_log_prob", "pack_loss", "stream_for"]
+__all__ = ["PACKED", "Pack", "build_model", "pack_loss", "stack_parameters", "stream_for"]
 
-#: toy model name -> (its class, the forward pass over a pack of them)
+#: toy model name -> (its class, the forward pass over a pack of them: ``(models, x, p=None)``,
+#: with ``p`` their parameters stacked on a member dimension, stacked afresh when ``None``)
 PACKED: dict[str, tuple[type[nn.Module], Callable[..., tuple[Tensor, Tensor]]]] = {
     "glow": (Glow, glow_pack),
     "planar": (PlanarFlow, planar_pack),
 }
 
 
-def pack_forward(models: Sequence[nn.Module], x: Tensor) -> tuple[Tensor, Tensor]:
-    r"""``(f_m(x[m]), log|det J_{f_m}(x[m])|)`` for every model of the pack: ``x`` is (M, batch,
-    d), the results (M, batch, d) and (M, batch). A model without a packed forward (B-NAF) runs
-    alone, as a pack of one."""
-    for cls, forward in PACKED.values():
-        if all(type(m) is cls for m in models):
-            return forward(models, x)
-    if len(models) != 1:
-        raise BnafError(f"no packed forward pass for {[type(m).__name__ for m in models]}")
-    z, log_det = models[0](x[0])
-    return z[None], log_det[None]
+def stack_parameters(models: Sequence[nn.Module]) -> dict[str, Tensor]:
+    r"""Each parameter of ``models`` (one class and shape) stacked on a leading member
+    dimension, as a new leaf; each model's parameter becomes a view of its row, so the
+    models always show the pack's current values (checkpoints, evaluation) and loading a
+    model's state writes into the pack."""
+    stacked = {}
+    for name, _ in models[0].named_parameters():
+        leaf = torch.stack([m.get_parameter(name).detach() for m in models]).requires_grad_()
+        for i, m in enumerate(models):
+            m.get_parameter(name).data = leaf.detach()[i]
+        stacked[name] = leaf
+    return stacked
 
 
-def pack_log_prob(models: Sequence[nn.Module], x: Tensor) -> Tensor:
-    r"""``log p_m(x[m])`` under each density model of the pack (change of variables, Eq. 2),
-    shape (M, batch)."""
-    if len(models) == 1 and not any(type(models[0]) is cls for cls, _ in PACKED.values()):
-        return models[0].log_prob(x[0])[None]  # type: ignore[operator]
-    z, log_det = pack_forward(models, x)
-    return standard_normal_log_prob(z) + log_det
+class Pack:
+    r"""The models of a pack and the tensors its optimiser steps: their parameters stacked
+    (:func:`stack_parameters`) when the model has a packed forward pass, else the one model's
+    own parameters (B-NAF trains alone, a pack of one)."""
+
+    def __init__(self, models: Sequence[nn.Module]):
+        self.models = list(models)
+        self.forward_pass = next((fwd for cls, fwd in PACKED.values()
+                                  if all(type(m) is cls for m in self.models)), None)  # fmt: skip
+        if self.forward_pass is None and len(self.models) != 1:
+            names = [type(m).__name__ for m in self.models]
+            raise BnafError(f"no packed forward pass for {names}")
+        self.stacked = self.forward_pass is not None
+        if self.stacked:
+            self.named = stack_parameters(self.models)
+            self.params = list(self.named.values())
+        else:
+            self.params = [p for p in self.models[0].parameters() if p.requires_grad]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""``(f_m(x[m]), log|det J_{f_m}(x[m])|)`` for every member: ``x`` (M, batch, d)."""
+        if self.forward_pass is None:
+            z, log_det = self.models[0](x[0])
+            return z[None], log_det[None]
+        return self.forward_pass(self.models, x, self.named)
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        r"""``log p_m(x[m])`` under each density model (change of variables, Eq. 2)."""
+        if self.forward_pass is None:
+            return self.models[0].log_prob(x[0])[None]  # type: ignore[operator]
+        z, log_det = self.forward(x)
+        return standard_normal_log_prob(z) + log_det
 
 
 def build_model(params: ToyParams, kind: str, model_name: str) -> nn.Module:
@@ -80,17 +107,16 @@ def stream_for(params: ToyParams, kind: str, target: str, opt: Optimiser) -> Str
 
 
 def pack_loss(
-    params: ToyParams, kind: str, targets: list[str], members: list[Member]
+    params: ToyParams, kind: str, targets: list[str], members: list[Member], pack: Pack
 ) -> Callable[[int], Tensor]:
     r"""``step -> (M,)``: each member's loss on its own draw, all in one forward pass: the
     negative log-likelihood of fresh samples (5.1) or the Monte Carlo ``KL(q || p)`` up to
     ``log Z`` (Appendix B, Eq. 14) against the confined energy (5.2)."""
-    models = [m.model for m in members]
     if kind == "density":
 
         def density_loss(step: int) -> Tensor:
             x = torch.stack([m.stream(step) for m in members])  # type: ignore[operator]
-            return -pack_log_prob(models, x).mean(-1)
+            return -pack.log_prob(x).mean(-1)
 
         return density_loss
     bound, batch = params.energy.bound, members[0].opt.batch_size
@@ -98,7 +124,7 @@ def pack_loss(
 
     def energy_loss(step: int) -> Tensor:
         z0 = torch.stack([torch.randn(batch, 2, generator=g) for g in noise])
-        x, log_det = pack_forward(models, z0)
+        x, log_det = pack.forward(z0)
         log_q = standard_normal_log_prob(z0) - log_det
         # U of each member, the confinement of all at once (the same numbers as
         # confined_energy member by member, in fewer kernels)

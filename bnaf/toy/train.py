@@ -45,7 +45,8 @@ from bnaf.flows.planar import save_planar
 from bnaf.toy.energy import ENERGIES, confined_energy, grid, log_normaliser
 from bnaf.toy.evaluate import batched, bnaf_sampler_log_prob_grid, coverage
 from bnaf.toy.fit import Member, fit
-from bnaf.toy.pack import PACKED, build_model, pack_loss, stream_for
+from bnaf.toy.optimise import PackOptimiser
+from bnaf.toy.pack import PACKED, Pack, build_model, pack_loss, stream_for
 from bnaf.toy.params import ToyParams, load_toy
 from bnaf.toy.runs import MODELS
 
@@ -205,8 +206,10 @@ def train_pack(
     names = [f"{kind} {t} {model}" for t in targets]
     log(f"toy {kind} {' '.join(targets)} {model} budget={params.budget} seed={params.seed}")
     start = time.perf_counter()
-    fitted = fit(members, pack_loss(params, kind, targets, members), params.log_every,
-                 params.checkpoint_every, stop_after, log, names)  # fmt: skip
+    pack = Pack([m.model for m in members])
+    optimiser = PackOptimiser(pack.params, opt, len(members), pack.stacked)
+    fitted = fit(members, optimiser, pack_loss(params, kind, targets, members, pack),
+                 params.log_every, params.checkpoint_every, stop_after, log, names)  # fmt: skip
     if fitted is None:
         return None
     test = _density_test if kind == "density" else _energy_test
