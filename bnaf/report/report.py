@@ -26,6 +26,7 @@ from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text
 from bnaf.report import curves as learning_curves
 from bnaf.report import html
+from bnaf.report.cost import cost_lines, costs
 from bnaf.report.metrics import part_metrics
 from bnaf.report.params import ReportParams
 from bnaf.report.parts import comparisons, difference_rows, not_run_items
@@ -155,6 +156,8 @@ def build(
         if drawn["not_drawn"]:
             md += [""] + [f"- Not drawn: {n}." for n in drawn["not_drawn"]]
     md += [""] + how_run(params, parts, workdir)
+    cost_md, cost_rows = cost_lines(costs(workdir, [s.name for s in params.parts]))
+    md += [""] + cost_md
     md += ["", "### Where this run differs from the paper", ""]
     if params.reduced:
         md += [
@@ -171,6 +174,7 @@ def build(
         "not_run": not_run,
         "differences": differences,
         "stage_times": [t.__dict__ for t in stage_times(workdir)],
+        "cost": cost_rows,
     }
     if drawn is not None:
         twin["curves"] = drawn

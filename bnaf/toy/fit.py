@@ -2,11 +2,11 @@ r"""The toy experiments' training loop (Sections 5.1-5.2, Appendices A-B), resum
 
 The authors' recipe (``toy2d.py``): Adam (AMSGrad) or RMSProp, gradient-norm clipping,
 ``ReduceLROnPlateau`` on the training loss, applied to a whole pack at once by
-:mod:`bnaf.toy.optimise` (member by member ``torch.optim``'s numbers, bit for bit). Every ``checkpoint_every`` iterations the loop saves
-everything its future depends on (weights, optimiser and schedule state, the running loss, the
-history, the data stream and every random stream) under the run's fingerprint
-(:mod:`bnaf.core.checkpoint`), so a killed run restarted with the same command ends exactly as an
-uninterrupted one.
+:mod:`bnaf.toy.optimise` (member by member ``torch.optim``'s numbers, bit for bit). Every
+``checkpoint_every`` iterations the loop saves everything its future depends on (weights,
+optimiser and schedule state, the running loss, the history, the data stream and every random
+stream) under the run's fingerprint (:mod:`bnaf.core.checkpoint`), so a killed run restarted
+with the same command ends exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
