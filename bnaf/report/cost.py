@@ -259,7 +259,7 @@ def cost_lines(rows: list[Cost] | None) -> tuple[list[str], list[dict[str, Any]]
     ]
     header = ["part", "shape", "jobs", "steps per job", "ms per step", "job-hours", "measured on"]
     if table:
-        out += [tabulate(table, header, "github"), ""]
+        out += [tabulate(table, header, "github", disable_numparse=True), ""]
     out += [
         "Each shape's time per step is the mean over this run's jobs of that shape (a toy pack's "
         "step trains all its members); steps marked <= are `max_epochs` full passes, an upper "
