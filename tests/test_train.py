@@ -174,7 +174,10 @@ def test_nonfinite_loss_restores_last_epoch_with_lower_lr(tmp_path: Path, data: 
         return loss * float("nan") if calls["n"] in (5, 8) else loss
 
     monkeypatch.setattr(bnaf.uci.trainer, "batch_loss", flaky)
-    m = train_run(_params(max_epochs=4), data, "toy", "L1_H4", 0, tmp_path / "r", log=_quiet)
+    lines: list[str] = []
+    m = train_run(_params(max_epochs=4), data, "toy", "L1_H4", 0, tmp_path / "r", log=lines.append)
+    said = [line for line in lines if "non-finite" in line]
+    assert len(said) == 2 and all("in epoch 2:" in line for line in said)
     assert m["nonfinite_events"] == [
         {"epoch": 2, "attempt": 1, "lr_after": pytest.approx(5e-3)},
         {"epoch": 2, "attempt": 2, "lr_after": pytest.approx(2.5e-3)},

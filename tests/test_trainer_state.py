@@ -1,4 +1,4 @@
-"""A Trainer's snapshot is a copy, independent of the training that goes on after it.
+"""A Trainer's state: its snapshots are copies, its time and sample counts add up.
 
 The loop keeps the snapshot of the last good epoch to return to when an epoch's loss is not
 finite, and writes snapshots as checkpoints: training on must never reach into one (the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,18 @@ def test_a_restored_trainer_does_not_write_into_its_snapshot() -> None:
     trainer.restore(snap)
     _train_on(trainer)
     assert _equal(snap, before)
+
+
+def test_training_time_and_samples_add_up_over_epochs() -> None:
+    # what the run's throughput (metrics.json) and the report's cost model are made of
+    trainer = _trainer()
+    start = time.perf_counter()
+    for _ in range(3):
+        trainer.run_epoch(trainer.snapshot())
+    elapsed = time.perf_counter() - start
+    seconds = [h["seconds"] for h in trainer.history]
+    assert all(0 < s < elapsed for s in seconds)
+    assert trainer.train_s == pytest.approx(sum(seconds), rel=1e-12)
+    n = len(trainer.x_train)
+    assert trainer.samples_seen == 3 * n
+    assert [h["samples_per_s"] for h in trainer.history] == pytest.approx([n / s for s in seconds])
