@@ -157,6 +157,14 @@ def _train_size(workdir: Path, dataset: str, m: dict[str, Any] | None, key: str)
         raise BnafError(f"{path}: no readable 'train' split ({exc})") from None
 
 
+def _full_passes(part: str, shape: str, jobs: int, size: int | None, epochs: int,
+                 batch: int) -> Cost:  # fmt: skip
+    r"""A shape trained for at most ``epochs`` passes over a split of ``size`` in batches of
+    ``batch`` (``size`` unknown: steps unknown)."""
+    steps = None if size is None else epochs * math.ceil(size / batch)
+    return Cost(part, shape, jobs, steps, upper_bound=True)
+
+
 def _uci(workdir: Path, paper_file: Path) -> list[Cost]:
     from bnaf.uci import runs as uci_runs
     from bnaf.uci.params import load_uci
@@ -182,8 +190,8 @@ def _uci(workdir: Path, paper_file: Path) -> list[Cost]:
                 seconds.append(_per_step(run.path, m, _uci_step))
                 hardware.add(_hardware(m))
             size = size or _train_size(workdir, dataset, None, "train_samples")
-            steps = None if size is None else epochs * math.ceil(size / batch)
-            cost = Cost("table1", f"{dataset} {config}", len(paper.seeds), steps, True)
+            cost = _full_passes("table1", f"{dataset} {config}", len(paper.seeds), size, epochs,
+                                batch)  # fmt: skip
             out.append(_measure(cost, seconds, hardware))
     return out
 
@@ -211,8 +219,8 @@ def _vae(workdir: Path, paper_file: Path) -> list[Cost]:
                 seconds.append(_per_step(run.path, m, _vae_step))
                 hardware.add(_hardware(m))
             size = size or _train_size(workdir, dataset, None, "train")
-            steps = None if size is None else epochs * math.ceil(size / batch)
-            cost = Cost("table2", f"{dataset} {config}", len(paper.seeds), steps, True)
+            cost = _full_passes("table2", f"{dataset} {config}", len(paper.seeds), size, epochs,
+                                batch)  # fmt: skip
             out.append(_measure(cost, seconds, hardware))
     return out
 
