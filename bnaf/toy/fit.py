@@ -190,8 +190,9 @@ def fit(
 
     The members are independent runs of one shape trained side by side: ``loss_fn`` computes
     all their losses in one pass (:mod:`bnaf.toy.pack`), one backward pass of their sum gives
-    each its own gradient, and each keeps its own optimiser, clipping and schedule, so a member
-    follows its separate run up to rounding. The models are tiny, so a step costs its number of
+    each its own gradient, ``optimiser`` clips and steps each member with its own state and
+    learning rate, and each member keeps its own schedule, so a member follows its separate run
+    up to rounding. The models are tiny, so a step costs its number of
     kernels and host round trips: the loop reads the losses once per step (the plateau schedule
     needs them as numbers, and the same numbers are checked and logged)."""
     iterations = members[0].opt.iterations
