@@ -10,7 +10,14 @@ import torch
 
 from bnaf.core.errors import BnafError
 from bnaf.data.toy import DATASETS, best_log_likelihood, log_density, sample2d
-from bnaf.toy.energy import ENERGIES, confined_energy, energy, log_normaliser
+from bnaf.toy.energy import (
+    ENERGIES,
+    confined_energies,
+    confined_energy,
+    energy,
+    energy_and_gradient,
+    log_normaliser,
+)
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -166,3 +173,26 @@ def test_confinement_and_log_normaliser():
     assert log_normaliser("U1", None) == pytest.approx(log_normaliser("U1", 6.0), abs=1e-9)
     with pytest.raises(BnafError, match="not integrable"):
         log_normaliser("U3", None)
+
+
+@pytest.mark.parametrize("bound", [6.0, None])
+def test_training_energies_equal_autograd_of_the_formulas(bound):
+    # The training loss takes U and dU/dz in closed form (ConfinedEnergies); both must be
+    # confined_energy's, at points on both bumps, far out beyond the bound, on the axes and
+    # at the origin (where U1's ring has no direction)
+    torch.manual_seed(3)
+    names = sorted(ENERGIES) + ["U3", "U1"]  # a member may share its energy with another
+    x = torch.randn(len(names), 300, 2, dtype=torch.float64) * 3
+    x[:, :4] = torch.tensor([[0.0, 0.0], [9.0, -7.5], [0.0, 2.0], [-6.5, 0.0]], dtype=x.dtype)
+    x.requires_grad_()
+    weights = torch.randn(len(names), 300, dtype=x.dtype)
+    fast = confined_energies(x, names, bound)
+    slow = torch.stack([confined_energy(n, x[m], bound) for m, n in enumerate(names)])
+    assert torch.equal(fast, slow)  # the very same loss values
+    (g_fast,) = torch.autograd.grad((weights * fast).sum(), x)
+    (g_slow,) = torch.autograd.grad((weights * slow).sum(), x)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda y: confined_energies(y, names, bound),
+                                    (x[:, 4:12].detach().clone().requires_grad_(),))  # fmt: skip
+    with pytest.raises(BnafError, match="unknown energy"):
+        energy_and_gradient("U5", x[0])
