@@ -142,6 +142,14 @@ def test_reference_comparison_flags_moves_beyond_the_combined_standard_error(tmp
     (folder / "toy.json").write_text(json.dumps(reference))
     (folder / "provenance.json").write_text(json.dumps({"commit": "abc"}))
     assert load_reference(folder / "toy.json")["provenance"]["commit"] == "abc"
+    # the comparison names the file it read and where it came from (or that nothing says so)
+    from bnaf.toy.table import _comparison_md
+
+    md = "\n".join(_comparison_md(compare(new, reference), load_reference(folder / "toy.json")))
+    assert f"`{folder / 'toy.json'}`" in md and "commit abc" in md
+    (folder / "provenance.json").unlink()
+    md = "\n".join(_comparison_md(compare(new, reference), load_reference(folder / "toy.json")))
+    assert "no provenance.json beside it" in md
     (folder / "toy.json").write_text(json.dumps({**reference, "budget": "quick"}))
     with pytest.raises(BnafError, match="toy.json"):
         load_reference(folder / "toy.json")

@@ -74,6 +74,7 @@ def load_reference(path: str | Path) -> dict[str, Any]:
         raise BnafError(f"cannot read the toy reference {path}: {e}") from None
     if not isinstance(ref, dict) or ref.get("part") != "toy" or ref.get("budget") != "paper":
         raise BnafError(f"{path}: not a paper-budget toy table (reports/toy.json)")
+    ref["source"] = str(path)
     prov = path.with_name("provenance.json")
     if prov.is_file():
         try:
@@ -123,9 +124,15 @@ def _comparison_md(rows: list[dict[str, Any]], reference: dict[str, Any]) -> lis
                 "not in reference" if ref is None else ("MOVED" if r["moved"] else "ok"),
             ]
         )
-    prov = reference.get("provenance", {})
+    prov = reference.get("provenance")
+    source = reference.get("source", "reference/paper-toy/toy.json")
+    made = (
+        f"commit {prov.get('commit', '?')}, {prov.get('date', '?')}, {prov.get('hardware', '?')}"
+        if isinstance(prov, dict)
+        else "no provenance.json beside it"
+    )
     return [
-        "## Against the committed reference (`reference/paper-toy/`)",
+        f"## Against the committed reference (`{source}`)",
         "",
         tabulate(
             table,
@@ -134,8 +141,7 @@ def _comparison_md(rows: list[dict[str, Any]], reference: dict[str, Any]) -> lis
         ),
         "",
         f"MOVED: the difference exceeds {MOVED_SE:g} combined standard errors of the two Monte "
-        "Carlo evaluations. Reference: commit "
-        f"{prov.get('commit', '?')}, {prov.get('date', '?')}, {prov.get('hardware', '?')}.",
+        f"Carlo evaluations. Reference: {made}.",
         "",
     ]
 
