@@ -24,9 +24,10 @@ from bnaf.flows import (
     MaskedBlockLinear,
     Tanh,
     load_flow,
+    logjac,
     save_flow,
 )
-from bnaf.flows.logjac import log_matvec
+from bnaf.flows.logjac import fallback_decision, log_matvec
 
 DIMS, LAYERS, FACTORS = (1, 2, 5), (1, 2, 3), (1, 3)
 RESIDUALS, FINALS = ("none", "normal", "gated"), (False, True)
@@ -161,6 +162,47 @@ def test_log_matvec_underflow_fallback(dtype: torch.dtype) -> None:
     expected = torch.tensor([[[-1000.0 + math.log(2.0)]]], dtype=dtype)
     torch.testing.assert_close(out, expected)
     torch.testing.assert_close(out, _naive_log_matvec(log_a, log_g))
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_log_matvec_near_underflow_is_exact(where: str) -> None:
+    """Each term is exp(-100), about 4e-44: representable in float32 only as a subnormal with
+    two significant digits, so a sum that small must come from the exact log-domain product,
+    not from the factorised fast one (which would be off by about 2%, 0.02 nats)."""
+    log_a = torch.tensor([[[0.0, -100.0]]], dtype=torch.float32)  # (d=1, p=1, q=2)
+    log_g = torch.tensor([[[-100.0, 0.0]]], dtype=torch.float32)  # (n=1, d=1, q=2)
+    with fallback_decision(where):
+        out = log_matvec(log_a, log_g)
+    expected = torch.tensor([[[-100.0 + math.log(2.0)]]], dtype=torch.float32)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("p", [1, 4])
+def test_log_matvec_stays_fast_whatever_the_scale_of_each_row(p: int, monkeypatch) -> None:
+    """The fast product shifts each block row of the weights and each sample's blocks by their
+    own maxima, so rows and samples thousands of nats apart (as in a deep flow's Jacobian) stay
+    on it; the chunked exact product is only for terms spread within one sum."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the exact product was used for a well-conditioned product")
+
+    torch.manual_seed(1)
+    d, q, n = 3, 5, 4
+    rows = 300.0 * torch.arange(d * p, dtype=torch.float64).view(d, p, 1)
+    samples = 250.0 * torch.arange(n * d, dtype=torch.float64).view(n, d, 1)
+    log_a = (torch.randn(d, p, q, dtype=torch.float64) + rows).requires_grad_()
+    log_g = (torch.randn(n, d, q, dtype=torch.float64) - samples).requires_grad_()
+    ref = _naive_log_matvec(log_a, log_g)
+    w = torch.randn_like(ref)
+    refs = torch.autograd.grad((ref * w).sum(), (log_a, log_g))
+    monkeypatch.setattr(logjac, "exact_log_matvec", refuse)
+    monkeypatch.setattr(logjac, "_exact_grads", refuse)
+    with fallback_decision("host"):
+        out = log_matvec(log_a, log_g)
+        grads = torch.autograd.grad((out * w).sum(), (log_a, log_g))
+    torch.testing.assert_close(out, ref)
+    for g, r in zip(grads, refs):
+        torch.testing.assert_close(g, r)
 
 
 @pytest.mark.parametrize("residual", RESIDUALS)
