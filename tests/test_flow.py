@@ -444,3 +444,44 @@ def test_empty_batch(residual: str, activation: str) -> None:
     z, log_det = model(torch.zeros(0, 3))
     assert z.shape == (0, 3) and log_det.shape == (0,)
     assert model.log_prob(torch.zeros(0, 3)).shape == (0,)
+
+
+def test_leaky_relu_needs_a_positive_slope() -> None:
+    with pytest.raises(ValueError, match="invertible"):
+        LeakyReLU(0.0)  # a flat half-line: not invertible, log-derivative -inf
+    assert LeakyReLU(1e-3).negative_slope == 1e-3
+
+
+def test_block_flow_takes_the_scaled_chain_on_the_cpu(monkeypatch) -> None:
+    """Away from saturation the CPU computes the log-Jacobian by the linear-domain (scaled)
+    chain, one log at the end; the log-domain chain is its fallback, not the default."""
+    torch.manual_seed(0)
+    flow = BlockFlow(3, layers=2, hidden_factor=4)
+    x = torch.randn(16, 3)
+    y_ref, log_ref = flow._transform_log(x)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the log-domain chain was used for well-conditioned units")
+
+    monkeypatch.setattr(BlockFlow, "_transform_log", refuse)
+    with fallback_decision("host"):
+        y, log_g = flow.transform(x)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(log_g, log_ref)
+
+
+def test_units_saturated_to_a_subnormal_jacobian_fall_back() -> None:
+    """float32: two units at 25.5 each have tanh' = 4 exp(-51), about 3e-22, so their chained
+    Jacobian is about 8e-44, a subnormal of some 56 units in the last place (1% off). The scaled
+    chain must hand it to the log-domain chain, which gives 2 log tanh'(25.5) = 4 (log 2 - 25.5
+    - log1p(exp(-51))) to float32 precision."""
+    flow = BlockFlow(1, layers=2, hidden_factor=1, residual="none").float()
+    with torch.no_grad():
+        for linear in flow.linears:  # 1 x 1 blocks: w = exp(log_scale) = 1, no bias
+            linear.log_scale.zero_()
+            linear.bias.zero_()
+        flow.linears[1].bias.fill_(24.5)  # tanh(25.5) + 24.5 = 25.5 at the second unit
+    x = torch.tensor([[25.5]], dtype=torch.float32)
+    _, log_g = flow.transform(x)
+    expected = 4 * (math.log(2.0) - 25.5 - math.log1p(math.exp(-51.0)))
+    assert abs(log_g.item() - expected) < 1e-4
