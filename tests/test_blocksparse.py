@@ -150,3 +150,41 @@ def test_panels_only_where_they_pay() -> None:
     assert panels_for(63, 1260, 63, cpu) == 1 and panels_for(63, 63, 1260, cpu) == 1
     for d, k in GRID:
         assert panels_for(d, d * k, d * k, cpu) <= d
+
+
+def test_panels_choose_the_product(monkeypatch) -> None:
+    """``panels = 1`` is the dense masked product, more is the block-sparse one, and ``None``
+    leaves it to :func:`panels_for` (dense for a small layer, panels for a BSDS300-sized one)."""
+    import bnaf.flows.layers as layers
+
+    calls: list[int] = []
+    real = layers.block_sparse_linear
+
+    def record(*args, **kwargs):
+        calls.append(args[-1])  # the panel count
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(layers, "block_sparse_linear", record)
+    small, large = _layer(4, 3, 2), _layer(63, 20, 20)
+    for layer, panels, expected in [(small, 1, []), (small, 2, [2]), (small, None, [])]:
+        layer.panels, calls[:] = panels, []
+        layer(torch.randn(5, layer.weight.shape[1]))
+        assert calls == expected, (panels, calls)
+    large.panels, calls[:] = None, []
+    large(torch.randn(2, large.weight.shape[1]))
+    assert calls == [panels_for(63, 1260, 1260, torch.device("cpu"))] and calls[0] > 1
+
+
+@pytest.mark.parametrize("panels", [1, 3])
+def test_a_non_contiguous_weight_gives_the_same_layer(panels: int) -> None:
+    """A weight stored transposed (as some loaders leave it) is read as the same matrix."""
+    layer = _layer(5, 3, 2)
+    layer.panels = panels
+    x = torch.randn(7, 10)
+    y, d = layer(x)
+    with torch.no_grad():
+        layer.weight = torch.nn.Parameter(layer.weight.detach().T.contiguous().T)
+    assert not layer.weight.is_contiguous()
+    y2, d2 = layer(x)
+    torch.testing.assert_close(y2, y)
+    torch.testing.assert_close(d2, d)

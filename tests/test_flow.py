@@ -485,3 +485,10 @@ def test_units_saturated_to_a_subnormal_jacobian_fall_back() -> None:
     _, log_g = flow.transform(x)
     expected = 4 * (math.log(2.0) - 25.5 - math.log1p(math.exp(-51.0)))
     assert abs(log_g.item() - expected) < 1e-4
+
+
+@pytest.mark.parametrize("sizes", [(0, 1, 2), (2, 0, 2), (2, 1, 0)])
+def test_block_flow_refuses_an_empty_size(sizes: tuple[int, int, int]) -> None:
+    dim, layers, hidden_factor = sizes
+    with pytest.raises(ValueError, match=">= 1"):
+        BlockFlow(dim, layers, hidden_factor)
