@@ -89,3 +89,62 @@ def test_training_time_and_samples_add_up_over_epochs() -> None:
     n = len(trainer.x_train)
     assert trainer.samples_seen == 3 * n
     assert [h["samples_per_s"] for h in trainer.history] == pytest.approx([n / s for s in seconds])
+
+
+def test_a_run_without_improvement_stops_early() -> None:
+    """Section 5.3: training stops after ``early_stopping`` epochs without a better validation
+    log-likelihood, well before ``max_epochs``, and says why (the metrics' ``stop_reason``)."""
+    t = _trainer()
+    # a learning rate too small to move the validation by the schedule's threshold: epoch 1
+    # is the best, every later one is a bad epoch
+    t.tp = dataclasses.replace(t.tp, max_epochs=50, early_stopping=3, patience=10, cooldown=0)
+    for group in t.optimizer.param_groups:
+        group["lr"] = 1e-30
+    t.schedule.early_stopping, t.schedule.patience, t.schedule.cooldown = 3, 10, 0
+    while not t.finished and t.epoch < 50:
+        t.run_epoch(t.snapshot())
+    assert t.finished and t.stop_reason == "early_stopping"
+    assert t.epoch == 1 + 3 and t.best_epoch == 1
+
+
+def test_the_data_order_is_the_run_own_stream() -> None:
+    """Each run shuffles with its own generator (seeded from its seed), so other draws from
+    the global RNG (another run's initialisation in the same process, a sampler) change
+    nothing: what packing several seeds in one process relies on."""
+    a, b = _trainer(), _trainer()
+    for _ in range(2):
+        a.run_epoch(a.snapshot())
+        torch.randn(1000)  # someone else's draw between b's epochs
+        b.run_epoch(b.snapshot())
+    assert [r["train_nll"] for r in a.history] == [r["train_nll"] for r in b.history]
+    for x, y in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(x, y)
+
+
+def test_the_epoch_loss_is_the_mean_of_every_batch_loss() -> None:
+    """An epoch's ``train_nll`` is the mean of its batches' losses, all of them (the training
+    curve of the report), in the order of the run's own shuffling."""
+    t = _trainer()
+    for group in t.optimizer.param_groups:
+        group["lr"] = 1e-30  # the weights stay put, so the batch losses can be recomputed
+    order = torch.Generator().manual_seed(0 * 7919 + 1)  # the run's shuffling stream (seed 0)
+    perm = torch.randperm(len(t.x_train), generator=order)
+    with torch.no_grad():
+        losses = [-t.model.log_prob(t.x_train[perm[i : i + 50]]).mean().item()
+                  for i in range(0, len(perm), 50)]  # fmt: skip
+    assert t.train_epoch() == pytest.approx(sum(losses) / len(losses), rel=1e-6)
+
+
+def test_a_non_finite_batch_anywhere_fails_the_epoch(monkeypatch) -> None:
+    """One non-finite loss in the middle of an epoch (not only the last batch) makes the epoch
+    non-finite, so the run retries it at a lower learning rate."""
+    t = _trainer()
+    real, calls = t.step, []
+
+    def step(x):
+        loss, norm = real(x)
+        calls.append(1)
+        return (loss * float("nan"), norm) if len(calls) == 2 else (loss, norm)
+
+    monkeypatch.setattr(t, "step", step)
+    assert t.train_epoch() is None and len(calls) == 4  # 200 samples in batches of 50
