@@ -148,3 +148,35 @@ def test_a_non_finite_batch_anywhere_fails_the_epoch(monkeypatch) -> None:
 
     monkeypatch.setattr(t, "step", step)
     assert t.train_epoch() is None and len(calls) == 4  # 200 samples in batches of 50
+
+
+@pytest.mark.parametrize("name", ["amsgrad", "adam"])
+def test_the_optimiser_is_the_one_the_params_name(name: str) -> None:
+    """``train.optimizer`` chooses AMSGrad (the authors' code) or the paper's Adam, with the
+    params' learning rate, betas and eps: the settings the optimiser steps with."""
+    p = load_uci(ROOT / "params" / "quick" / "uci.yaml")
+    tp = dataclasses.replace(p.train, optimizer=name, eps=3e-7, betas=[0.8, 0.99], lr=2e-3)
+    flow = dataclasses.replace(p.flow, flows=1, layers=1, hidden_factor=2)
+    x = torch.randn(20, 2)
+    group = Trainer(x, x, flow, 0, tp, torch.device("cpu"), log=str).optimizer.param_groups[0]
+    assert group["amsgrad"] is (name == "amsgrad")
+    assert (group["lr"], tuple(group["betas"]), group["eps"]) == (2e-3, (0.8, 0.99), 3e-7)
+
+
+def test_random_permutations_follow_the_run_seed() -> None:
+    """With ``permutation: random`` each seed's flow has the permutations of ``BNAF(...,
+    seed=seed)``: the seed reaches the model, not only the weights and the shuffling."""
+    from bnaf.flows import BNAF, Permutation
+
+    p = load_uci(ROOT / "params" / "quick" / "uci.yaml")
+    flow = dataclasses.replace(p.flow, flows=4, layers=1, hidden_factor=2, permutation="random")
+    x = torch.randn(20, 5)
+    perms = {}
+    for seed in (0, 1):
+        model = Trainer(x, x, flow, seed, p.train, torch.device("cpu"), log=str).model
+        want = BNAF(5, **flow.kwargs(), seed=seed)
+        got = [t.perm for t in model.transforms if isinstance(t, Permutation)]
+        assert all(torch.equal(a, t.perm) for a, t in zip(got, [
+            t for t in want.transforms if isinstance(t, Permutation)]))  # fmt: skip
+        perms[seed] = got
+    assert any(not torch.equal(a, b) for a, b in zip(perms[0], perms[1]))
