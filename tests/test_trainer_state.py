@@ -180,3 +180,17 @@ def test_random_permutations_follow_the_run_seed() -> None:
             t for t in want.transforms if isinstance(t, Permutation)]))  # fmt: skip
         perms[seed] = got
     assert any(not torch.equal(a, b) for a, b in zip(perms[0], perms[1]))
+
+
+@pytest.mark.parametrize("mode", ["abs", "rel"])
+def test_the_schedule_is_the_one_the_params_name(mode: str) -> None:
+    """Patience, cooldown, early stopping and the improvement threshold (value and mode) of the
+    plateau schedule come from ``train``, whichever mode it names."""
+    p = load_uci(ROOT / "params" / "quick" / "uci.yaml")
+    tp = dataclasses.replace(p.train, patience=7, cooldown=3, early_stopping=11,
+                             threshold=0.05, threshold_mode=mode)  # fmt: skip
+    flow = dataclasses.replace(p.flow, flows=1, layers=1, hidden_factor=2)
+    x = torch.randn(20, 2)
+    s = Trainer(x, x, flow, 0, tp, torch.device("cpu"), log=str).schedule
+    assert (s.patience, s.cooldown, s.early_stopping) == (7, 3, 11)
+    assert (s.threshold, s.threshold_mode) == (0.05, mode)
