@@ -196,3 +196,5 @@ def test_training_energies_equal_autograd_of_the_formulas(bound):
                                     (x[:, 4:12].detach().clone().requires_grad_(),))  # fmt: skip
     with pytest.raises(BnafError, match="unknown energy"):
         energy_and_gradient("U5", x[0])
+    with pytest.raises(BnafError, match="2 energy names for 6 members"):
+        confined_energies(x, names[:2], bound)

@@ -183,6 +183,8 @@ class ConfinedEnergies(torch.autograd.Function):
 def confined_energies(x: Tensor, names: Sequence[str], bound: float | None = 6.0) -> Tensor:
     r"""``confined_energy(names[m], x[m], bound)`` for every member ``m`` of ``x`` (M, n, 2),
     differentiable through :class:`ConfinedEnergies`."""
+    if len(names) != x.shape[0]:
+        raise BnafError(f"{len(names)} energy names for {x.shape[0]} members")
     return ConfinedEnergies.apply(x, tuple(names), bound)
 
 
