@@ -237,6 +237,19 @@ class _TanhDerivative(torch.autograd.Function):
         return torch.addcmul(grad_y, y, grad_d, value=-2.0).mul_(d)
 
 
+def _diagonal_blocks(
+    weight: Tensor, shape: tuple[int, int, int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    r"""Size and strides of the strided view of the ``(d, a, b)`` diagonal blocks of a
+    contiguous ``(d a, d b)`` weight, or ``([M,] d, a, b)`` of a pack's ``(M, d a, d b)``."""
+    d, a, b = shape
+    cols = weight.shape[-1]
+    size, stride = (d, a, b), (a * cols + b, cols, 1)
+    if weight.dim() == 3:  # a pack (bnaf.flows.pack): one weight per member
+        return (weight.shape[0], *size), (weight.shape[1] * cols, *stride)
+    return size, stride
+
+
 class _MaskedWeights(torch.autograd.Function):
     r"""Weight-normalised masked weight and the log of its diagonal blocks (Eq. 8, App. C):
     ``v = exp(B)`` on the diagonal blocks, ``B`` below, 0 above; ``w = exp(s) v / ||v||``
@@ -245,17 +258,16 @@ class _MaskedWeights(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, log_scale, mask_o, shape):  # type: ignore[override]
-        d, a, b = shape
-        stride = (a * weight.shape[1] + b, weight.shape[1], 1)
+        size, stride = _diagonal_blocks(weight, shape)
         v = weight * mask_o
-        v.as_strided((d, a, b), stride).copy_(weight.as_strided((d, a, b), stride).exp())
+        v.as_strided(size, stride).copy_(weight.as_strided(size, stride).exp())
         log_norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True).log_()
-        log_row = log_scale - log_norm  # (out, 1): log of exp(s) / ||v||
+        log_row = log_scale - log_norm  # ([M,] out, 1): log of exp(s) / ||v||
         scale = log_row.exp()
         w = v * scale
-        log_diag = weight.as_strided((d, a, b), stride) + log_row.view(d, a, 1)
+        log_diag = weight.as_strided(size, stride) + log_row.view(*size[:-1], 1)
         ctx.save_for_backward(v, w, scale, log_norm, mask_o)
-        ctx.shape, ctx.stride = (d, a, b), stride
+        ctx.shape, ctx.stride = size, stride
         return w, log_diag
 
     @staticmethod
@@ -263,9 +275,12 @@ class _MaskedWeights(torch.autograd.Function):
     def backward(ctx, grad_w, grad_diag):  # type: ignore[override]
         v, w, scale, log_norm, mask_o = ctx.saved_tensors
         shape, stride = ctx.shape, ctx.stride
+        # the strided views below assume a contiguous layout; a pack's batched product
+        # hands back a transposed gradient, which element-wise results would inherit
+        grad_w = grad_w.contiguous()
         # d / d log_row: through w = v exp(log_row) and through log_diag
         grad_row = (grad_w * w).sum(-1, keepdim=True)
-        grad_row += grad_diag.sum(-1).reshape(-1, 1)
+        grad_row += grad_diag.sum(-1).reshape(grad_row.shape)
         # d / dv: direct, and through log ||v|| (d log||v|| / dv = v / ||v||^2)
         grad_v = grad_w * scale - v * (grad_row * torch.exp(-2.0 * log_norm))
         grad_weight = grad_v * mask_o
@@ -278,7 +293,8 @@ def masked_weights(
     weight: Tensor, log_scale: Tensor, mask_o: Tensor, shape: tuple[int, int, int]
 ) -> tuple[Tensor, Tensor]:
     r"""``(W, log diagonal blocks (d, a, b))`` of a masked block layer; ``mask_o`` marks the
-    blocks below the diagonal, ``shape = (d, a, b)``."""
+    blocks below the diagonal, ``shape = (d, a, b)``. A pack's weights ``(M, d a, d b)`` and
+    log-scales ``(M, d a, 1)`` give ``(M, d a, d b)`` and ``(M, d, a, b)``."""
     return _MaskedWeights.apply(weight, log_scale, mask_o, shape)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar
 
 from bnaf.core.errors import BnafError
@@ -27,10 +28,13 @@ __all__ = [
     "parse_config_name",
     "runs",
     "runtime",
+    "seed_folder",
 ]
 
+#: a seed's folder inside its grid point's (a packed job's ``--out``)
+SEED = "seed{seed}"
 #: a run's folder (``metrics.json``, ``model.pt``, ``checkpoint.pt``), as a format pattern
-RUN = "results/uci/{dataset}/{config}/seed{seed}"
+RUN = "results/uci/{dataset}/{config}/" + SEED
 #: a dataset's selection over the grid (``python -m bnaf uci select``)
 SELECTION = "results/uci/{dataset}/selection.json"
 #: the regular expression a config name matches (Snakemake's wildcard constraint)
@@ -43,6 +47,11 @@ class UciRun(Run):
     dataset: str
     config: str
     seed: int
+
+
+def seed_folder(config_folder: str | Path, seed: int) -> Path:
+    r"""The run folder of ``seed`` inside a grid point's folder (a pack's members)."""
+    return Path(config_folder) / SEED.format(seed=seed)
 
 
 def config_name(layers: int, hidden_factor: int) -> str:

@@ -12,8 +12,10 @@ Polyak-averaged model exactly on the validation and test splits and writes ``met
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,12 @@ from bnaf.core.runtime import configure_numerics, environment_info, numerics_key
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import count_parameters, save_flow
 from bnaf.uci.differences import UCI_DIFFERENCES
+from bnaf.uci.pack import PackedTrainer
 from bnaf.uci.params import UciParams, load_uci
-from bnaf.uci.runs import flow_config
+from bnaf.uci.runs import flow_config, seed_folder
 from bnaf.uci.trainer import Trainer
 
-__all__ = ["add_arguments", "load_splits", "run", "run_fingerprint", "train_run"]
+__all__ = ["add_arguments", "load_splits", "run", "run_fingerprint", "train_run", "train_runs"]
 
 SPLITS = ("train", "validation", "test")
 
@@ -132,62 +135,140 @@ def train_run(
 ) -> dict[str, Any] | None:
     r"""Train (or continue) one run; returns the metrics, or None when ``stop_after_epochs``
     ended this call early (the checkpoint then holds the run)."""
+    done = train_runs(params, data, dataset, config, [seed], [out], device, stop_after_epochs, log)
+    return None if done is None else done[0]
+
+
+def train_runs(
+    params: UciParams,
+    data: str | Path,
+    dataset: str,
+    config: str,
+    seeds: Sequence[int],
+    outs: Sequence[str | Path],
+    device: str | None = None,
+    stop_after_epochs: int | None = None,
+    log: Any = print,
+) -> list[dict[str, Any]] | None:
+    r"""Train (or continue) the runs of ``seeds`` of one grid point, each into its folder of
+    ``outs``; several seeds train as one pack (:class:`bnaf.uci.pack.PackedTrainer`), one seed
+    alone. Returns each run's metrics, or None when ``stop_after_epochs`` ended this call
+    early (the checkpoints then hold the runs). A member that diverged is reported after the
+    others' results are written."""
     start = time.perf_counter()
-    out = Path(out)
+    if len(set(seeds)) != len(seeds) or len(outs) != len(seeds) or not seeds:
+        raise BnafError(f"give distinct seeds, one output folder each (seeds {list(seeds)})")
     flow = flow_config(params, config)
-    layers, hidden_factor = flow.layers, flow.hidden_factor
     tp = params.train
     dev = resolve_device(device or tp.device)
     configure_numerics(dev)
     splits = load_splits(data, dataset)
-    key = run_fingerprint(params, splits, dev, dataset=dataset, config=config, seed=seed)
     x_train = subset(splits["train"], tp.train_subset).to(dev)
     x_val, x_test = splits["validation"].to(dev), splits["test"].to(dev)
-    trainer = Trainer(x_train, x_val, flow, seed, tp, dev, log=log)
-    ckpt = Checkpoint(out, key, log)
-    ckpt.reserve(trainer.model)
-    wall_before, resumes = 0.0, 0
-    blob = ckpt.load()
-    if blob is not None:
-        trainer.restore(blob["state"])
-        wall_before, resumes = blob["wall_s"], blob["resumes"] + 1
-        log(f"resumed from {ckpt.path} at epoch {trainer.epoch}")
+    # a pack's rounding differs from a separate run's: its checkpoints are its own
+    pack = {"pack": list(seeds)} if len(seeds) > 1 else {}
+    members: list[_Member] = []
+    for seed, out in zip(seeds, outs):
+        key = run_fingerprint(params, splits, dev, dataset=dataset, config=config, seed=seed,
+                              **pack)  # fmt: skip
+        trainer = Trainer(x_train, x_val, flow, seed, tp, dev, log=log)
+        member = _Member(seed, Path(out), trainer, Checkpoint(out, key, log))
+        member.ckpt.reserve(trainer.model)
+        blob = member.ckpt.load()
+        if blob is not None:
+            trainer.restore(blob["state"])
+            member.wall_before, member.resumes = blob["wall_s"], blob["resumes"] + 1
+            log(f"resumed from {member.ckpt.path} at epoch {trainer.epoch}")
+        members.append(member)
+    names = " ".join(str(s) for s in seeds)
     log(
-        f"{dataset} {config} seed {seed}: d={x_train.shape[1]}, train={len(x_train)}, "
-        f"validation={len(x_val)}, test={len(x_test)}, device={dev}, budget={params.budget}"
+        f"{dataset} {config} seed{'s' if pack else ''} {names}: d={x_train.shape[1]}, "
+        f"train={len(x_train)}, validation={len(x_val)}, test={len(x_test)}, device={dev}, "
+        f"budget={params.budget}"
     )
-    snap = trainer.snapshot()
+    packed = PackedTrainer([m.trainer for m in members]) if pack else None
+    snaps = {i: m.trainer.snapshot() for i, m in enumerate(members)}
     epochs_this_call = 0
-    name = f"{dataset} {config} seed {seed}"
-    with Progress(tp.max_epochs, name, "epoch", trainer.epoch, log) as progress:
-        while not trainer.finished:
+    name = f"{dataset} {config} seed{'s' if pack else ''} {names}"
+    first_epoch = min(m.trainer.epoch for m in members)
+    with Progress(tp.max_epochs, name, "epoch", first_epoch, log) as progress:
+        while not all(m.trainer.finished for m in members) and not (packed and packed.finished):
             if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
                 return None
-            r = trainer.run_epoch(snap)
+            if packed is None:
+                records = {0: members[0].trainer.run_epoch(snaps[0])}
+            else:
+                records = packed.run_epoch(snaps)
             epochs_this_call += 1
             progress.advance()
-            val = "nan" if r["validation_ll"] is None else f"{r['validation_ll']:.4f}"
-            progress.log(
-                f"epoch {r['epoch']:4d}/{tp.max_epochs} train_nll {r['train_nll']:.4f} "
-                f"val_ll {val} lr {r['lr']:.2e} samples/s {r['samples_per_s']:.0f}"
-                + (" best" if r["best"] else "")
-                + (" decay" if r["decay"] else "")
-            )
-            snap = trainer.snapshot()
-            wall = wall_before + time.perf_counter() - start
-            if trainer.finished or trainer.epoch % tp.checkpoint_every == 0:
-                ckpt.save(snap, wall_s=wall, resumes=resumes)
+            for i, r in records.items():
+                m = members[i]
+                val = "nan" if r["validation_ll"] is None else f"{r['validation_ll']:.4f}"
+                progress.log(
+                    (f"seed {m.seed} " if pack else "")
+                    + f"epoch {r['epoch']:4d}/{tp.max_epochs} train_nll {r['train_nll']:.4f} "
+                    f"val_ll {val} lr {r['lr']:.2e} samples/s {r['samples_per_s']:.0f}"
+                    + (" best" if r["best"] else "")
+                    + (" decay" if r["decay"] else "")
+                )
+                snaps[i] = m.trainer.snapshot()
+                wall = m.wall_before + time.perf_counter() - start
+                if m.trainer.finished or m.trainer.epoch % tp.checkpoint_every == 0:
+                    m.ckpt.save(snaps[i], wall_s=wall, resumes=m.resumes)
+    failed = packed.failed if packed is not None else {}
+    results = [
+        _finish(params, m, dataset, config, x_train, x_val, x_test, dev, start, list(seeds))
+        for i, m in enumerate(members)
+        if i not in failed
+    ]
+    if failed:
+        raise BnafError("; ".join(f"seed {seeds[i]}: {msg}" for i, msg in failed.items()))
+    return results
 
+
+@dataclass
+class _Member:
+    r"""One run of :func:`train_runs`: its seed, folder, trainer and checkpoint."""
+
+    seed: int
+    out: Path
+    trainer: Trainer
+    ckpt: Checkpoint
+    wall_before: float = 0.0
+    resumes: int = 0
+
+
+def _finish(
+    params: UciParams,
+    member: _Member,
+    dataset: str,
+    config: str,
+    x_train: torch.Tensor,
+    x_val: torch.Tensor,
+    x_test: torch.Tensor,
+    dev: torch.device,
+    start: float,
+    seeds: list[int],
+) -> dict[str, Any]:
+    r"""Evaluate a finished run's best-on-validation averaged model exactly on the validation
+    and test splits and write its ``model.pt``, ``history.csv`` and ``metrics.json``."""
+    trainer, out, seed, tp = member.trainer, member.out, member.seed, params.train
     if trainer.best is None:
-        raise BnafError("no epoch gave a finite validation log-likelihood; nothing to evaluate")
+        raise BnafError(
+            f"seed {seed}: no epoch gave a finite validation log-likelihood; nothing to evaluate"
+        )
+    flow = flow_config(params, config)
+    layers, hidden_factor = flow.layers, flow.hidden_factor
     trainer.load_weights(trainer.best)
     trainer.polyak.swap()  # evaluate (and save) the averaged weights, as the authors do
     model = trainer.model
     ev = tp.eval_batch_size
     validation = _ll(log_likelihoods(model, x_val, ev), tp.batch_size)
     test = _ll(log_likelihoods(model, x_test, ev), tp.batch_size)
-    wall = wall_before + time.perf_counter() - start
+    wall = member.wall_before + time.perf_counter() - start
     env = environment_info(dev)
+    # a packed epoch's time is the pack's: each member's share of the device is 1 / M of it
+    share = 1.0 / len(seeds)
     metrics = {
         "part": "uci",
         "dataset": dataset,
@@ -208,13 +289,16 @@ def train_run(
         "units": "nats per sample (log-likelihood, higher is better)",
         "train_samples": len(x_train),
         "train_subset": tp.train_subset,
-        "wall_s": wall,
+        "wall_s": wall * share,  # this run's share of its job: sums over runs add up
         "train_s": trainer.train_s,
         "throughput": {
-            "train_samples_per_s": trainer.samples_seen / max(trainer.train_s, 1e-9),
-            "steps_per_s": trainer.samples_seen / tp.batch_size / max(trainer.train_s, 1e-9),
+            "train_samples_per_s": trainer.samples_seen / max(trainer.train_s * share, 1e-9),
+            "steps_per_s": trainer.samples_seen
+            / tp.batch_size
+            / max(trainer.train_s * share, 1e-9),
         },
-        "resumes": resumes,
+        "pack": {"seeds": seeds, "members": len(seeds)},  # wall_s x members: the job's wall
+        "resumes": member.resumes,
         "nonfinite_events": trainer.nonfinite_events,
         "device": str(dev),
         "hardware": env.get("gpu") or cpu_model(),
@@ -226,11 +310,11 @@ def train_run(
     save_flow(model, out / "model.pt", dataset=dataset, seed=seed, weights="polyak_average")
     write_history(out / "history.csv", trainer.history)
     atomic_write_json(out / "metrics.json", metrics)  # last: its presence marks a finished run
-    ckpt.finish(keep=tp.keep_checkpoint)
-    log(
-        f"done: best epoch {trainer.best_epoch}, validation LL {validation['log_likelihood']:.4f}"
-        f" +- {validation['stderr']:.4f}, test LL {test['log_likelihood']:.4f}"
-        f" +- {test['stderr']:.4f} nats, {wall:.1f} s"
+    member.ckpt.finish(keep=tp.keep_checkpoint)
+    member.trainer.log(
+        f"done{f' (seed {seed})' if len(seeds) > 1 else ''}: best epoch {trainer.best_epoch}, "
+        f"validation LL {validation['log_likelihood']:.4f} +- {validation['stderr']:.4f}, "
+        f"test LL {test['log_likelihood']:.4f} +- {test['stderr']:.4f} nats, {wall:.1f} s"
     )
     return metrics
 
@@ -240,8 +324,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="prepared HDF5 file (train/validation/test)")
     parser.add_argument("--dataset", required=True, help="dataset name, e.g. power")
     parser.add_argument("--config", required=True, help="grid point, e.g. L2_H40")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--out", required=True, help="run folder for metrics.json and model.pt")
+    parser.add_argument(
+        "--seed", type=int, nargs="+", required=True,
+        help="one seed (--out is its run folder), or several trained as one pack (--out is the "
+        "config folder; each seed writes seed<k>/ in it)",
+    )  # fmt: skip
+    parser.add_argument("--out", required=True, help="run folder (one seed) or config folder")
     parser.add_argument("--device", default=None, help="overrides train.device (auto/cpu/cuda)")
     parser.add_argument("--threads", type=int, default=None, help="overrides train.threads")
 
@@ -251,9 +339,15 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else params.train.threads
     if threads > 0:
         torch.set_num_threads(threads)
-    with run_lock(args.out):
-        train_run(
-            params, args.data, args.dataset, args.config, args.seed, args.out, args.device,
+    seeds = list(args.seed)
+    if len(set(seeds)) != len(seeds):
+        raise BnafError(f"give distinct seeds, not {seeds}")
+    outs = [Path(args.out)] if len(seeds) == 1 else [seed_folder(args.out, s) for s in seeds]
+    with contextlib.ExitStack() as locks:
+        for out in outs:
+            locks.enter_context(run_lock(out))
+        train_runs(
+            params, args.data, args.dataset, args.config, seeds, outs, args.device,
             log=lambda line: print(line, flush=True),
         )  # fmt: skip
     return 0

@@ -187,23 +187,34 @@ class Trainer:
             loss = self.train_epoch()
             seconds = time.perf_counter() - start
             if loss is not None:
-                break
+                return self.end_epoch(loss, seconds)
             attempts += 1
-            failed_lr, events = self.lr, self.nonfinite_events  # kept across the restore
-            if attempts > self.tp.nonfinite_retries:
-                raise BnafError(
-                    f"training diverged: non-finite loss in epoch {self.epoch + 1} after "
-                    f"{self.tp.nonfinite_retries} retries with a lower learning rate "
-                    f"(last lr {failed_lr:.3g}); the checkpoint of epoch {self.epoch} is kept"
-                )
-            self.restore(last_good)
-            new_lr = failed_lr * self.tp.nonfinite_lr_factor
-            self.nonfinite_events = events + [
-                {"epoch": self.epoch + 1, "attempt": attempts, "lr_after": new_lr}
-            ]
-            for group in self.optimizer.param_groups:
-                group["lr"] = new_lr
-            self.log(f"non-finite loss in epoch {self.epoch + 1}: restored, lr -> {new_lr:.3g}")
+            self.recover(attempts, last_good)
+
+    def recover(self, attempts: int, last_good: dict[str, Any]) -> None:
+        r"""After the ``attempts``-th non-finite try of an epoch: restore ``last_good`` (the
+        state the epoch started from) with a lower learning rate, or fail when the retries
+        are spent."""
+        failed_lr, events = self.lr, self.nonfinite_events  # kept across the restore
+        if attempts > self.tp.nonfinite_retries:
+            raise BnafError(
+                f"training diverged: non-finite loss in epoch {self.epoch + 1} after "
+                f"{self.tp.nonfinite_retries} retries with a lower learning rate "
+                f"(last lr {failed_lr:.3g}); the checkpoint of epoch {self.epoch} is kept"
+            )
+        self.restore(last_good)
+        new_lr = failed_lr * self.tp.nonfinite_lr_factor
+        self.nonfinite_events = events + [
+            {"epoch": self.epoch + 1, "attempt": attempts, "lr_after": new_lr}
+        ]
+        for group in self.optimizer.param_groups:
+            group["lr"] = new_lr
+        self.log(f"non-finite loss in epoch {self.epoch + 1}: restored, lr -> {new_lr:.3g}")
+
+    def end_epoch(self, loss: float, seconds: float) -> dict[str, Any]:
+        r"""Close an epoch whose training gave the mean batch loss ``loss`` in ``seconds``:
+        validate, step the schedule (keep a new best, reload it and decay on a plateau, stop
+        early) and return the epoch's record."""
         n = len(self.x_train)
         self.train_s += seconds
         self.samples_seen += n
