@@ -322,4 +322,6 @@ def test_the_cli_trains_several_seeds_as_one_pack(tmp_path: Path, data: Path, ca
 
 def test_train_runs_refuses_mismatched_outputs(tmp_path: Path) -> None:
     with pytest.raises(BnafError, match="one output folder each"):
-        train_runs(_file_params(), tmp_path / "x.h5", "toy", "L1_H4", [0, 1], [tmp_path], log=print)
+        train_runs(
+            _file_params(), tmp_path / "x.h5", "toy", "L1_H4", [0, 1], [tmp_path], log=print
+        )
