@@ -16,6 +16,7 @@ import random
 import pytest
 import torch
 
+import bnaf.flows.chain
 import bnaf.flows.layers
 from bnaf.flows import (
     BNAF,
@@ -463,7 +464,7 @@ def test_block_flow_takes_the_scaled_chain_on_the_cpu(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the log-domain chain was used for well-conditioned units")
 
-    monkeypatch.setattr(bnaf.flows.layers, "chain_log", refuse)
+    monkeypatch.setattr(bnaf.flows.chain, "chain_log", refuse)
     with fallback_decision("host"):
         y, log_g = flow.transform(x)
     torch.testing.assert_close(y, y_ref)

@@ -71,5 +71,9 @@ def test_table1_target_end_to_end(tmp_path: Path) -> None:
     assert (work / "reports" / "table1.csv").read_text().count(
         "\n"
     ) == 1 + 9 + 8  # header, published, ours
-    log = (work / "logs" / "uci_train" / "power" / "L1_H2" / "seed0.log").read_text()
-    assert "epoch    2/2" in log and "done: best epoch" in log
+    # uci.resources.pack_seeds: one job per grid point trains both seeds as one pack
+    assert not (work / "logs" / "uci_train" / "power" / "L1_H2").exists()
+    log = (work / "logs" / "uci_train" / "power" / "L1_H2.log").read_text()
+    assert "seeds 0 1" in log and "seed 1 epoch    2/2" in log
+    assert "done (seed 0): best epoch" in log and "done (seed 1): best epoch" in log
+    assert proc.stderr.count("rule uci_train:") == 2, proc.stderr[-3000:]

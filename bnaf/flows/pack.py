@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnaf.core.stats import standard_normal_log_prob
-from bnaf.flows.layers import BlockFlow, MaskedBlockLinear, Permutation, chain
+from bnaf.flows.chain import chain
+from bnaf.flows.layers import BlockFlow, MaskedBlockLinear, Permutation
 from bnaf.flows.logjac import masked_weights
 from bnaf.flows.model import BNAF
 

@@ -65,6 +65,7 @@ class Resources:
     mem_mb: int = between(1)
     gpu: int = between(0)
     runtime: int | dict[str, int]  # minutes; or per dataset, with "default" for the rest
+    pack_seeds: bool  # one job trains a grid point's seeds together (bnaf.uci.pack)
 
 
 @dataclass

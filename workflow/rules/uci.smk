@@ -20,22 +20,22 @@ localrules:
 rule uci_train:
     input:
         data="data/prepared/{dataset}.h5",
-    output:
-        metrics=f"{uci.RUN}/metrics.json",
-        model=f"{uci.RUN}/model.pt",
-    log:
-        "logs/uci_train/{dataset}/{config}/seed{seed}.log",
+    output:  # one run, or every seed of a grid point when uci.resources.pack_seeds
+        metrics=uci.job_outputs(UCI, "metrics.json"),
+        model=uci.job_outputs(UCI, "model.pt"),
+    log: uci.job_log(UCI)
     wildcard_constraints:
         config=uci.CONFIG_PATTERN,
+    params: args=lambda w: uci.job_args(UCI, w)
     threads: UCI.resources.threads
     resources:
-        mem_mb=UCI.resources.mem_mb,
+        mem_mb=uci.mem_mb(UCI),
         runtime=lambda w: uci.runtime(UCI, w.dataset),
         gpu=UCI.resources.gpu,
     shell:
         "{PY_GPU} uci train --params {PARAMS}/uci.yaml --data {input.data} --dataset"
-        " {wildcards.dataset} --config {wildcards.config} --seed {wildcards.seed}"
-        " --out $(dirname {output.metrics}) --threads {threads} >> {log} 2>&1"
+        " {wildcards.dataset} --config {wildcards.config} {params.args} --threads {threads}"
+        " >> {log} 2>&1"
 
 
 rule uci_select:
