@@ -10,6 +10,8 @@ Rows, in order (under 8 minutes on one recent GPU):
   pyro's ``BlockAutoregressive`` (if installed), on the POWER-, MINIBOONE- and BSDS300-like
   shapes (``train_step.py``), and ours with the fast-vs-exact fallback decided on the host (one
   sync per layer) against the default decided on the device;
+* packed seeds against separate runs (``pack.py``): model-steps per second of 3 seeds trained
+  as one pack (``bnaf/uci/pack.py``) and as 3 separate runs, on the same three shapes;
 * one epoch of a POWER-sized (1,615,917 x 6, L=2, H=40d) and a BSDS300-sized
   (1,000,000 x 63, L=2, H=20d) synthetic training split with the paper's training settings, then
   the validation pass (cut at ``--epoch-budget`` seconds, the full epoch then projected);
@@ -150,6 +152,26 @@ def step_rows(device: torch.device, smoke: bool) -> list[Row]:
                 f"{rates['device'] / rates['host']:.2f}x",
                 f"device {rates['device']:.1f}/s (no sync), host {rates['host']:.1f}/s "
                 "(a sync per layer)",
+            )
+        )
+    return rows
+
+
+def pack_rows(device: torch.device, smoke: bool) -> list[Row]:
+    r"""3 seeds as one pack vs 3 separate runs, whole training steps (``pack.py``)."""
+    from pack import measure
+    from train_step import CONFIGS, TINY
+
+    steps, repeats = (2, 1) if smoke else (20, 3)
+    rows: list[Row] = []
+    for name, dims in (TINY if smoke else CONFIGS).items():
+        r = measure(name, dims, 3, device, steps, repeats)
+        rows.append(
+            (
+                f"pack {name} (3 seeds, d={r['d']}, L={r['L']}, H={r['H']})",
+                f"{r['packed/separate']:.2f}x",
+                f"packed {r['packed_model_steps_per_s']:.1f} model-steps/s, separate "
+                f"{r['separate_model_steps_per_s']:.1f}",
             )
         )
     return rows
@@ -308,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows.append(cuda_tests(args.tests_timeout))
     rows += step_rows(device, args.smoke)
+    rows += pack_rows(device, args.smoke)
     rows += epoch_rows(device, args.epoch_budget, args.smoke)
     rows += vae_rows(device, args.smoke)
     if device.type == "cuda":
