@@ -175,7 +175,7 @@ def _uci(workdir: Path, paper_file: Path) -> list[Cost]:
     for dataset in paper.datasets:
         flow = to_dict(paper.flow)  # the grid point is the run's config name
         for config in uci_runs.configs(paper):
-            seconds, hardware, size = [], set(), None
+            seconds, hardware, size, members = [], set(), None, set()
             for run in uci_runs.runs(paper, dataset):
                 if run.config != config:
                     continue
@@ -189,9 +189,13 @@ def _uci(workdir: Path, paper_file: Path) -> list[Cost]:
                     continue
                 seconds.append(_per_step(run.path, m, _uci_step))
                 hardware.add(_hardware(m))
+                members.add((m.get("pack") or {}).get("members", 1))
             size = size or _train_size(workdir, dataset, None, "train_samples")
-            cost = _full_passes("table1", f"{dataset} {config}", len(paper.seeds), size, epochs,
-                                batch)  # fmt: skip
+            # a packed run's step time is its share of the pack's (bnaf/uci/train.py): the
+            # runs' job-hours then add up to the packs' device time
+            shape = f"{dataset} {config}" + "".join(
+                f", measured in packs of {k}" for k in sorted(members) if k > 1)  # fmt: skip
+            cost = _full_passes("table1", shape, len(paper.seeds), size, epochs, batch)
             out.append(_measure(cost, seconds, hardware))
     return out
 
