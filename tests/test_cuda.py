@@ -29,7 +29,9 @@ from uci_synthetic import write_prepared
 from bnaf.core.runtime import configure_numerics, environment_info
 from bnaf.data.toy import sample2d
 from bnaf.flows import BNAF
+from bnaf.flows.pack import pack_log_prob
 from bnaf.toy.params import load_toy
+from bnaf.uci.pack import PackedTrainer
 from bnaf.uci.params import load_uci
 from bnaf.uci.runs import flow_config
 from bnaf.uci.trainer import Trainer
@@ -79,6 +81,27 @@ def test_uci_training_step_never_waits_for_the_device(config: str) -> None:
     results = []
     _steps(lambda i: results.append(trainer.step(x[perm[i * 200 : (i + 1) * 200]])))
     assert all(loss.is_cuda and bool(torch.isfinite(loss)) for loss, _ in results)
+
+
+@pytest.mark.parametrize("config", ["L1_H4", "L2_H4"])
+def test_packed_uci_step_never_waits_for_the_device(config: str) -> None:
+    r"""Three seeds as one pack (bnaf/uci/pack.py): one step of each, no sync; each member's
+    loss equals its model's own on its batch."""
+    params = load_uci(ROOT / "params" / "quick" / "uci.yaml")
+    x = torch.randn(2000, 5, device=CUDA)
+    flow = flow_config(params, config)
+    trainers = [Trainer(x, x[:200], flow, s, params.train, CUDA, log=print) for s in range(3)]
+    pack = PackedTrainer(trainers)
+    batches = torch.randn(5, 3, 200, 5, device=CUDA)
+    results = []
+    _steps(lambda i: results.append(pack.step(trainers, batches[i])))
+    losses = results[-1][0]
+    assert losses.is_cuda and bool(torch.isfinite(losses).all())
+    models = [t.model for t in trainers]
+    with torch.no_grad():  # on the device, the pack's numbers are each member's own
+        packed = pack_log_prob(models, batches[0], pack._stack(trainers))
+        own = torch.stack([m.log_prob(batches[0][i]) for i, m in enumerate(models)])
+    torch.testing.assert_close(packed, own, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("config", ["vae", "bnaf-K2-H2d"])
