@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -194,3 +195,15 @@ def test_the_schedule_is_the_one_the_params_name(mode: str) -> None:
     s = Trainer(x, x, flow, 0, tp, torch.device("cpu"), log=str).schedule
     assert (s.patience, s.cooldown, s.early_stopping) == (7, 3, 11)
     assert (s.threshold, s.threshold_mode) == (0.05, mode)
+
+
+def test_a_non_finite_validation_is_recorded_as_null_and_never_best() -> None:
+    """A validation log-likelihood of -inf (a validation row at infinity) is ``None`` in the
+    epoch record (JSON has no NaN or infinity) and never becomes the best state."""
+    trainer = _trainer()
+    trainer.x_val = trainer.x_val.clone()
+    trainer.x_val[3, 0] = float("inf")
+    record = trainer.run_epoch(trainer.snapshot())
+    assert record["validation_ll"] is None and record["best"] is False
+    assert trainer.best is None and trainer.best_validation is None
+    json.dumps(record, allow_nan=False)  # what metrics.json and history.csv are written from
