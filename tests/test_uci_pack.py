@@ -120,7 +120,7 @@ def test_only_models_of_one_shape_are_packed() -> None:
     check_packable(_models(3, seeds=(0, 1), flows=2, permutation="random"))  # seeds may differ
     with pytest.raises(ValueError, match="different shapes"):
         check_packable(_models(3, seeds=(0,), flows=2) + _models(3, seeds=(1,), flows=3))
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="^a pack needs at least one model$"):
         check_packable([])
 
 
@@ -195,32 +195,102 @@ def test_packed_training_is_each_seeds_separate_run() -> None:
             torch.testing.assert_close(sb[k], sa[k], rtol=0, atol=1e-10, msg=k)
 
 
-def test_a_diverging_member_leaves_the_pack_and_the_others_go_on() -> None:
+@pytest.mark.parametrize("retries", [0, 3])
+def test_a_diverging_member_leaves_the_pack_and_the_others_go_on(retries: int) -> None:
     """One member's weights made infinite: its epochs are retried with a lower learning rate
-    until the retries are spent, then it leaves the pack; the others train on undisturbed."""
+    until the retries are spent (at once with none), then it leaves the pack; the others, those
+    after it in the pack included, train on undisturbed."""
     alone = _trainers(seeds=(0, 2))
     for t in alone:
         for _ in range(3):
             t.run_epoch(t.snapshot())
     packed = _trainers()
+    for t in packed:
+        t.tp = dataclasses.replace(t.tp, nonfinite_retries=retries)
     with torch.no_grad():
         packed[1].model.transforms[0].linears[0].bias.fill_(float("inf"))
     pack = PackedTrainer(packed)
     snaps = {i: t.snapshot() for i, t in enumerate(packed)}
     for _ in range(3):
         records = pack.run_epoch(snaps)
+        assert sorted(records) == [0, 2]
         snaps |= {i: packed[i].snapshot() for i in records}
     assert list(pack.failed) == [1] and "diverged" in pack.failed[1]
-    assert len(packed[1].nonfinite_events) == packed[1].tp.nonfinite_retries
+    assert len(packed[1].nonfinite_events) == retries
     for a, b in zip(alone, (packed[0], packed[2])):
         assert [h["train_nll"] for h in b.history] == pytest.approx(
             [h["train_nll"] for h in a.history], rel=0, abs=1e-10
         )
 
 
+def test_a_non_finite_batch_of_one_member_fails_only_its_epoch() -> None:
+    """A non-finite loss or gradient norm of one member in any batch of the epoch (not only
+    the last; the loss alone) makes that member's epoch fail, and only its."""
+    packed = _trainers()
+    pack = PackedTrainer(packed)
+    step = pack.step
+    calls = []
+
+    def poisoned(members, x):
+        loss, norm = step(members, x)
+        calls.append(len(calls))
+        if len(calls) == 2:  # the second of 8 batches: member 1's loss only
+            loss = loss.clone()
+            loss[1] = float("nan")
+        return loss, norm
+
+    pack.step = poisoned  # type: ignore[method-assign]
+    losses = pack.train_epoch(packed)
+    assert len(calls) == 8 and losses[1] is None
+    assert losses[0] is not None and losses[2] is not None
+
+
+def test_a_pack_restacks_only_when_its_members_change() -> None:
+    """The stacked parameters are made once and kept while the members are the same (their
+    gradients and the members' views live in them); a member leaving makes a new stack."""
+    packed = _trainers()
+    pack = PackedTrainer(packed)
+    first = pack._stack(packed)
+    assert pack._stack(list(packed)) is first
+    second = pack._stack(packed[::2])
+    assert second is not first and next(iter(second.values())).shape[0] == 2
+
+
+def test_a_pack_of_one_is_the_separate_run() -> None:
+    (alone,) = _trainers(seeds=(1,))
+    (member,) = _trainers(seeds=(1,))
+    pack = PackedTrainer([member])
+    snaps = {0: member.snapshot()}
+    for _ in range(3):
+        alone.run_epoch(alone.snapshot())
+        pack.run_epoch(snaps)
+        snaps[0] = member.snapshot()
+    assert [h["train_nll"] for h in member.history] == pytest.approx(
+        [h["train_nll"] for h in alone.history], rel=0, abs=1e-10
+    )
+
+
+def test_a_packed_epoch_time_is_the_packs_for_each_member() -> None:
+    """Each member's epoch record holds the pack's epoch time (positive, the same for all), and
+    its training time adds them up: what its throughput is computed from."""
+    packed = _trainers()
+    pack = PackedTrainer(packed)
+    snaps = {i: t.snapshot() for i, t in enumerate(packed)}
+    for _ in range(2):
+        records = pack.run_epoch(snaps)
+        seconds = {r["seconds"] for r in records.values()}
+        assert len(seconds) == 1 and 0 < seconds.pop() < 60
+        snaps |= {i: packed[i].snapshot() for i in records}
+    for t in packed:
+        assert t.train_s == pytest.approx(sum(h["seconds"] for h in t.history))
+        assert t.history[0]["samples_per_s"] == pytest.approx(60 / t.history[0]["seconds"])
+
+
 def test_a_pack_needs_one_split_and_one_recipe() -> None:
     a, b = _trainers(seeds=(0,)) + _trainers(seeds=(1,))
-    with pytest.raises(ValueError, match="share"):
+    with pytest.raises(
+        ValueError, match="^the members of a pack share their training split and params$"
+    ):
         PackedTrainer([a, b])  # same values, but not the same split tensor
 
 
