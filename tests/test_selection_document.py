@@ -164,3 +164,35 @@ def test_the_stage_writes_the_document_and_one_line(tmp_path: Path, capsys) -> N
     args.metrics = files + [str(tmp_path / "missing" / "metrics.json")]
     with pytest.raises(BnafError, match="^metrics file\\(s\\) not found: .*missing/metrics.json$"):
         run(args)
+
+
+def test_read_metrics_checks_relative_paths_and_odd_values(tmp_path: Path, monkeypatch) -> None:
+    """Run from a config's or the dataset's folder (relative paths of two and three parts),
+    the seed slot is still checked; a split that is not a mapping is one error, not a crash."""
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path / "L1_H10" / "seed0", RUNS[0])  # seed 2's file in seed 0's slot
+    with pytest.raises(BnafError, match="holds the run L1_H10/seed2, not its folder's$"):
+        read_metrics("L1_H10/seed0/metrics.json")
+    _write(tmp_path / "L1_H10" / "seed2", RUNS[0])
+    assert read_metrics("L1_H10/seed2/metrics.json")["seed"] == 2
+    monkeypatch.chdir(tmp_path / "L1_H10")
+    assert read_metrics("seed2/metrics.json")["seed"] == 2  # too short to name its config
+    odd = _write(tmp_path / "odd", dict(RUNS[0], validation=5.0))
+    with pytest.raises(BnafError, match=r"validation\.log_likelihood is None, not a finite"):
+        read_metrics(odd)
+
+
+def test_one_seed_prints_no_spread_and_every_missing_file_is_named(tmp_path: Path, capsys):
+    one = _run("L1_H10", 0, 0.4, 0.7, 1000)
+    files = [str(_write(tmp_path / "L1_H10" / "seed0", one))]
+    out = tmp_path / "selection.json"
+    args = argparse.Namespace(params=str(ROOT / "params" / "quick" / "uci.yaml"),
+                              dataset="power", metrics=files, out=str(out))  # fmt: skip
+    run(args)
+    assert json.loads(out.read_text())["test_std"] == 0.0  # ddof 0 in the quick params
+    assert capsys.readouterr().out.endswith("test 0.7000 ± 0.0000 over 1 seeds\n")
+    doc = select([one], "power", std_ddof=1)
+    assert doc["test_std"] is None  # one seed has no ddof-1 spread
+    args.metrics = files + ["a/metrics.json", "b/metrics.json"]
+    with pytest.raises(BnafError, match="^metrics file\\(s\\) not found: a/metrics.json, b/metr"):
+        run(args)
