@@ -16,10 +16,11 @@ import pytest
 import torch
 from uci_synthetic import write_prepared
 
+import bnaf.flows.pack
 from bnaf.cli import main
 from bnaf.core.errors import BnafError
 from bnaf.core.optim import Adam
-from bnaf.flows import BNAF, load_flow
+from bnaf.flows import BNAF, MaskedBlockLinear, load_flow
 from bnaf.flows.logjac import fallback_decision
 from bnaf.flows.pack import bnaf_pack, check_packable, pack_log_prob, stack_parameters
 from bnaf.uci.pack import PackedTrainer
@@ -77,6 +78,39 @@ def test_each_member_of_a_pack_is_its_own_model(dim: int, kwargs: dict, where: s
         for i in range(3):
             torch.testing.assert_close(grads[k][i], ref_grads[i][k], rtol=0, atol=1e-11,
                                        msg=f"{name} of member {i}")  # fmt: skip
+
+
+@pytest.mark.parametrize("panels", [1, 3])
+def test_a_pack_follows_each_layers_product(panels: int) -> None:
+    """Where a layer skips its zero blocks (``panels > 1``, chosen by size on the CPU or
+    forced), each member's product in the pack does too; dense otherwise. Either way the
+    members' log-densities and gradients are their models' own."""
+    models = _models(6, flows=2, layers=2, hidden_factor=3)
+    for m in models:
+        for layer in m.modules():
+            if isinstance(layer, MaskedBlockLinear):
+                layer.panels = panels
+    x = torch.randn(3, 11, 6)
+    ref, ref_grads = _own(models, x)
+    stacked = stack_parameters(models)
+    calls = []
+    original = bnaf.flows.pack.block_sparse_linear
+
+    def counting(*args, **kwargs):
+        calls.append(args[-1])
+        return original(*args, **kwargs)
+
+    bnaf.flows.pack.block_sparse_linear = counting
+    try:
+        lp = pack_log_prob(models, x, stacked)
+    finally:
+        bnaf.flows.pack.block_sparse_linear = original
+    assert calls == ([] if panels == 1 else [3] * (3 * 2 * 3))  # members x flows x layers
+    grads = torch.autograd.grad(lp.sum(), list(stacked.values()))
+    torch.testing.assert_close(lp, ref, rtol=0, atol=1e-12)
+    for k in range(len(grads)):
+        for i in range(3):
+            torch.testing.assert_close(grads[k][i], ref_grads[i][k], rtol=0, atol=1e-11)
 
 
 def test_a_pack_maps_each_member_and_keeps_the_rows_apart() -> None:

@@ -11,9 +11,10 @@ Inside the pack the members sit side by side: a batch of ``n`` rows per member i
 ``(n, M d)`` tensor whose ``M d`` "dimensions" are the members' dimensions in turn. Everything
 a B-NAF does per dimension (activations, the diagonal Jacobian blocks of Eq. 10-11, the
 residual gates, the permutations) is then the single model's code with ``M d`` dimensions
-(:func:`bnaf.flows.layers.chain`); only the masked products are per member (batched products
-with each member's weight, Eq. 8 with weight normalisation). Each member's log-density equals
-its own model's up to rounding (``tests/test_pack.py``).
+(:func:`bnaf.flows.chain.chain`); only the masked products are per member (batched products
+with each member's weight, Eq. 8 with weight normalisation; where a single model's layer skips
+its zero blocks, :mod:`bnaf.flows.blocksparse`, each member's product does so too). Each
+member's log-density equals its own model's up to rounding (``tests/test_uci_pack.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnaf.core.stats import standard_normal_log_prob
+from bnaf.flows.blocksparse import block_sparse_linear, panels_for
 from bnaf.flows.chain import chain
 from bnaf.flows.layers import BlockFlow, MaskedBlockLinear, Permutation
 from bnaf.flows.logjac import masked_weights
@@ -65,8 +67,18 @@ def _packed_linear(layer: MaskedBlockLinear, prefix: str, p: dict[str, Tensor], 
     weight, log_scale, bias = (p[prefix + k] for k in ("weight", "log_scale", "bias"))
 
     def linear(h: Tensor) -> tuple[Tensor, Tensor]:
-        w, log_diag = masked_weights(weight, log_scale, layer.mask_o, (d, a, b))
         n = h.shape[0]
+        panels = layer.panels
+        if panels is None:
+            panels = panels_for(d, *layer.weight.shape, h.device)
+        if panels > 1:  # large layers on the CPU: each member skips its zero blocks
+            rows = h.view(n, members, -1)
+            parts = [block_sparse_linear(rows[:, m], weight[m], log_scale[m], bias[m],
+                                         layer.mask_u, (d, a, b), panels)
+                     for m in range(members)]  # fmt: skip
+            out = torch.stack([o for o, _ in parts], 1).view(n, -1)
+            return out, torch.stack([g for _, g in parts]).view(members * d, a, b)
+        w, log_diag = masked_weights(weight, log_scale, layer.mask_o, (d, a, b))
         # (M, n, b d) @ (M, b d, a d): the members' rows are strided views of h, no copy
         out = torch.baddbmm(bias.unsqueeze(1), h.view(n, members, -1).transpose(0, 1),
                             w.transpose(1, 2))  # fmt: skip

@@ -9,7 +9,7 @@ own batch (:func:`bnaf.flows.pack.pack_log_prob`); each member's gradient is the
 stacked gradient, and the member's own optimiser and average step its own parameters (views
 of the stack). A member that stops early (or diverges) leaves the pack; the rest go on.
 Members never mix: each member's numbers equal its separate run's up to rounding
-(``tests/test_pack.py``).
+(``tests/test_uci_pack.py``).
 """
 
 from __future__ import annotations
