@@ -15,6 +15,7 @@ import torch
 import yaml
 from uci_synthetic import write_prepared
 
+from bnaf.core.errors import BnafError
 from bnaf.uci.params import load_uci
 from bnaf.uci.train import add_arguments, cpu_model, run, train_run
 
@@ -134,10 +135,71 @@ def test_a_wrong_dataset_name_is_refused(tmp_path: Path, data: Path) -> None:
     """The prepared file says which dataset it holds; the run's name must agree."""
     import h5py
 
-    from bnaf.core.errors import BnafError
-
     with h5py.File(data, "a") as f:
         f.attrs["dataset"] = "toy"  # a prepared file names its dataset (bnaf/data/store.py)
     p = dataclasses.replace(load_uci(_params_file(tmp_path)))
     with pytest.raises(BnafError, match="holds dataset 'toy', not 'power'"):
         train_run(p, data, "power", "L1_H4", 0, tmp_path / "w", log=lambda _: None)
+
+
+def test_metrics_json_is_the_runs_own_document(tmp_path: Path, data: Path) -> None:
+    """Every key of a run's ``metrics.json`` against what this test computes or knows: the
+    log-likelihoods recomputed from the saved model on the splits, the sizes, the budget, the
+    times bounded by the call's own (one run, and each of a pack of two, whose times are
+    shares), and selection reads it as written."""
+    import time as clock
+
+    import numpy as np
+
+    from bnaf.core.stats import log_likelihoods
+    from bnaf.flows import count_parameters, load_flow
+    from bnaf.uci.select import read_metrics
+    from bnaf.uci.splits import load_splits
+    from bnaf.uci.train import _ll, train_runs
+
+    p = load_uci(_params_file(tmp_path, max_epochs=2))
+    splits = load_splits(data)
+    for seeds in ([3], [3, 4]):
+        outs = [tmp_path / f"pack{len(seeds)}" / "L1_H4" / f"seed{s}" for s in seeds]
+        start = clock.perf_counter()
+        ms = train_runs(p, data, "toy", "L1_H4", seeds, outs, log=lambda _: None)
+        elapsed = clock.perf_counter() - start
+        assert sum(m["wall_s"] for m in ms) <= elapsed
+        for seed, out, m in zip(seeds, outs, ms):
+            assert m == json.loads((out / "metrics.json").read_text())
+            model = load_flow(out / "model.pt")
+            assert (m["part"], m["dataset"], m["config"], m["seed"]) == (
+                "uci",
+                "toy",
+                "L1_H4",
+                seed,
+            )
+            assert (m["layers"], m["hidden_factor"], m["hidden_units"]) == (1, 4, 12)
+            assert (m["budget"], m["reduced"]) == ("quick", True)
+            assert m["model"] == model.config and m["model"]["dim"] == 3
+            assert m["parameters"] == {c: count_parameters(model, c) for c in ("paper", "full")}
+            assert (
+                1 <= m["best_epoch"] <= m["epochs_run"] == 2 and m["stop_reason"] == "max_epochs"
+            )
+            for split in ("validation", "test"):
+                values = log_likelihoods(model, splits[split])
+                assert m[split]["log_likelihood"] == pytest.approx(float(values.mean()), abs=1e-9)
+                assert m[split]["n"] == len(splits[split])
+                se = float(values.std()) / np.sqrt(len(values))
+                assert m[split]["stderr"] == pytest.approx(se, rel=1e-3)
+            assert m["units"] == "nats per sample (log-likelihood, higher is better)"
+            assert m["train_samples"] == 300 and m["train_subset"] is None
+            assert 0 < m["train_s"] <= elapsed and 0 < m["wall_s"] <= elapsed / len(seeds) + 1e-6
+            share = m["train_s"] / len(seeds)
+            steps = 600 / 200  # 2 epochs of 300 rows, in units of full batches of 200
+            assert m["throughput"]["steps_per_s"] == pytest.approx(steps / share)
+            assert m["throughput"]["train_samples_per_s"] == pytest.approx(600 / share)
+            assert m["pack"] == {"seeds": seeds, "members": len(seeds)}
+            assert (m["resumes"], m["nonfinite_events"], m["device"]) == (0, [], "cpu")
+            assert m["hardware"] == cpu_model() and m["environment"]["device"] == "cpu"
+            assert m["params"]["train"]["max_epochs"] == 2 and len(m["history"]) == 2
+            assert read_metrics(out / "metrics.json")["seed"] == seed
+    with pytest.raises(
+        BnafError, match="^the final model gives a non-finite log-likelihood on an "
+    ):
+        _ll(torch.tensor([0.0, float("nan")], dtype=torch.float64), 2)
