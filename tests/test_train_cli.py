@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -203,3 +204,15 @@ def test_metrics_json_is_the_runs_own_document(tmp_path: Path, data: Path) -> No
         BnafError, match="^the final model gives a non-finite log-likelihood on an "
     ):
         _ll(torch.tensor([0.0, float("nan")], dtype=torch.float64), 2)
+
+
+def test_a_run_without_a_finite_validation_has_nothing_to_evaluate(
+    tmp_path: Path, data: Path, monkeypatch
+) -> None:
+    import bnaf.uci.trainer
+
+    monkeypatch.setattr(bnaf.uci.trainer.Trainer, "validate", lambda self: (math.nan, math.nan))
+    p = load_uci(_params_file(tmp_path))
+    with pytest.raises(BnafError, match=r"^seed 0: no epoch gave a finite validation log-lik"):
+        train_run(p, data, "toy", "L1_H4", 0, tmp_path / "r", log=lambda _: None)
+    assert not (tmp_path / "r" / "metrics.json").exists()
