@@ -130,7 +130,7 @@ def glow_pack(
     r"""``z`` and ``log|det dz/dx|`` of each of ``models`` (same shape) on its own ``x[m]``:
     ``x`` is (M, batch, dim), the results (M, batch, dim) and (M, batch). ``p`` holds their
     :data:`PARAMETERS` stacked on a leading member dimension (a trained pack's tensors,
-    :func:`bnaf.toy.pack.stack_parameters`, of which the models' parameters are views, so the
+    :func:`bnaf.flows.pack.stack_parameters`, of which the models' parameters are views, so the
     actnorm initialisation below writes into them); ``None`` stacks them here.
 
     Per step ``x <- (x + bias) exp(log_scale) W^T`` is one ``baddbmm`` with ``A = diag(exp(

@@ -134,7 +134,7 @@ def planar_pack(
     r"""``(z_K, sum log|det|)`` of each of ``flows`` (same ``K`` and dimension) on its own
     ``z[m]``: ``z`` is (M, batch, d), the results (M, batch, d) and (M, batch). ``p`` holds
     their ``u``, ``w``, ``b`` stacked on a leading member dimension (a trained pack's
-    tensors, :func:`bnaf.toy.pack.stack_parameters`); ``None`` stacks them here."""
+    tensors, :func:`bnaf.flows.pack.stack_parameters`); ``None`` stacks them here."""
     if p is None:
         p = {name: torch.stack([getattr(f, name) for f in flows]) for name in ("u", "w", "b")}
     return PlanarStack.apply(z, p["w"], u_hat(p["w"], p["u"]), p["b"])

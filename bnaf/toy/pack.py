@@ -23,6 +23,7 @@ from bnaf.core.runtime import seed_everything
 from bnaf.core.stats import standard_normal_log_prob
 from bnaf.flows import BNAF
 from bnaf.flows.glow import Glow, glow_pack
+from bnaf.flows.pack import stack_parameters
 from bnaf.flows.planar import PlanarFlow, planar_pack
 from bnaf.toy.energy import confined_energies
 from bnaf.toy.fit import FreshBatches, Member, Noise, Stream
@@ -36,20 +37,6 @@ PACKED: dict[str, tuple[type[nn.Module], Callable[..., tuple[Tensor, Tensor]]]] 
     "glow": (Glow, glow_pack),
     "planar": (PlanarFlow, planar_pack),
 }
-
-
-def stack_parameters(models: Sequence[nn.Module]) -> dict[str, Tensor]:
-    r"""Each parameter of ``models`` (one class and shape) stacked on a leading member
-    dimension, as a new leaf; each model's parameter becomes a view of its row, so the
-    models always show the pack's current values (checkpoints, evaluation) and loading a
-    model's state writes into the pack."""
-    stacked = {}
-    for name, _ in models[0].named_parameters():
-        leaf = torch.stack([m.get_parameter(name).detach() for m in models]).requires_grad_()
-        for i, m in enumerate(models):
-            m.get_parameter(name).data = leaf.detach()[i]
-        stacked[name] = leaf
-    return stacked
 
 
 class Pack:
