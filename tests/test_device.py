@@ -91,7 +91,7 @@ def test_flow_decided_on_device_equals_host(scale: float, activation: str) -> No
 
 
 def test_unknown_decision_is_refused() -> None:
-    with pytest.raises(ValueError, match="host or device"), fallback_decision("gpu"):  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="host, device or deferred"), fallback_decision("gpu"):  # type: ignore[arg-type]
         pass
 
 

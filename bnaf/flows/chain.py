@@ -43,14 +43,19 @@ def chain_log(
 
 
 def chain_scaled(
-    x: Tensor, linears: Sequence[Linear], activations: Sequence[nn.Module], dim: int
+    x: Tensor,
+    linears: Sequence[Linear],
+    activations: Sequence[nn.Module],
+    dim: int,
+    defer: bool = False,
 ) -> tuple[Tensor, Tensor] | None:
     r"""The same chain as :func:`chain_log` with each block written as ``g * exp(shift)``:
     ``shift`` (d, p) holds the weights' log-scale (batch-free), ``g`` (batch, d, p) the rest in
     the linear domain. Weights are rescaled by their row maximum before each product, and the
     activations' derivatives are at most 1, so ``g`` never overflows; the log is taken once,
     at the end. Returns ``None`` when some ``g`` came near underflow (saturated units), and
-    the caller then uses the exact log-domain chain."""
+    the caller then uses the exact log-domain chain; with ``defer`` nothing is read on the
+    host and those entries are NaN instead (a traced graph's caller recomputes them)."""
     n, d = x.shape[0], dim
     h, log_w = linears[0](x)
     shift = log_w.squeeze(-1)  # (d, a), differentiable: carries the first layer
@@ -68,9 +73,13 @@ def chain_scaled(
         else:
             g = torch.bmm(g.transpose(0, 1), e.transpose(1, 2)).transpose(0, 1)
     # a margin of 1/sqrt(tiny) over underflow bounds the error of flushed terms
-    if not bool((g > torch.finfo(g.dtype).tiny ** 0.5).all()):
+    g = g.squeeze(-1)
+    ok = g > torch.finfo(g.dtype).tiny ** 0.5
+    if defer:
+        return h, torch.where(ok, torch.log(g), torch.nan) + shift.squeeze(-1)
+    if not bool(ok.all()):
         return None
-    return h, torch.log(g.squeeze(-1)) + shift.squeeze(-1)
+    return h, torch.log(g) + shift.squeeze(-1)
 
 
 def chain(
@@ -78,8 +87,11 @@ def chain(
 ) -> tuple[Tensor, Tensor]:
     r"""``f(x)`` without the residual, and ``log df_i/dx_i``, shape ``(batch, dim)``: by the
     scaled chain where its fallback is read on the host (free on the CPU), else by the log
-    chain, decided per entry on the device (:func:`bnaf.flows.logjac.fallback_decision`)."""
+    chain, decided per entry on the device (:func:`bnaf.flows.logjac.fallback_decision`);
+    where the decision is deferred, by the scaled chain with NaN where it would fall back."""
     scaled = all(hasattr(act, "with_derivative") for act in activations)
+    if scaled and logjac.deferred():  # for a traced graph: NaN marks what to recompute
+        return chain_scaled(x, linears, activations, dim, defer=True)  # type: ignore[return-value]
     if scaled and logjac.decide_on_host(x):
         out = chain_scaled(x, linears, activations, dim)
         if out is not None:

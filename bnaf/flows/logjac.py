@@ -24,6 +24,7 @@ from torch import Tensor
 __all__ = [
     "EXACT_CHUNK_ELEMENTS",
     "decide_on_host",
+    "deferred",
     "exact_log_matvec",
     "fallback_decision",
     "log_matvec",
@@ -39,7 +40,7 @@ _LOG2 = math.log(2.0)
 #: build 10^9-entry (4 GB) temporaries.
 EXACT_CHUNK_ELEMENTS = 1 << 24
 
-Where = Literal["auto", "host", "device"]
+Where = Literal["auto", "host", "device", "deferred"]
 _where: list[Where] = ["auto"]
 
 
@@ -47,9 +48,15 @@ _where: list[Where] = ["auto"]
 def fallback_decision(where: Where) -> Iterator[None]:
     r"""Within the block, decide the fast-vs-exact fallback on the ``"host"`` (one branch,
     a sync per layer on a GPU), on the ``"device"`` (both computed, no sync) or ``"auto"``
-    (host for CPU tensors, device otherwise: the default). For tests and benchmarks."""
-    if where not in ("auto", "host", "device"):
-        raise ValueError(f"unknown fallback decision {where!r}; expected auto, host or device")
+    (host for CPU tensors, device otherwise: the default). For tests and benchmarks.
+
+    ``"deferred"``, for a traced graph (which cannot branch on a value): the scaled chain
+    gives NaN where it cannot be exact, for the caller to recompute eagerly
+    (:mod:`bnaf.flows.compiled`); a lone :func:`log_matvec` decides on the device."""
+    if where not in ("auto", "host", "device", "deferred"):
+        raise ValueError(
+            f"unknown fallback decision {where!r}; expected auto, host, device or deferred"
+        )
     _where.append(where)
     try:
         yield
@@ -61,6 +68,11 @@ def decide_on_host(t: Tensor) -> bool:
     r"""Whether the fallback for ``t`` is chosen by reading a flag on the host."""
     where = _where[-1]
     return t.device.type == "cpu" if where == "auto" else where == "host"
+
+
+def deferred() -> bool:
+    r"""Whether the scaled chain's fallback is left to the caller (``"deferred"``)."""
+    return _where[-1] == "deferred"
 
 
 def _rows(log_a: Tensor, n: int) -> int:

@@ -89,4 +89,12 @@ UCI_DIFFERENCES: list[dict[str, str]] = [
         "most 3 times, then the run fails keeping its checkpoint (bnaf/uci/trainer.py); "
         "train.nonfinite_retries/nonfinite_lr_factor",
     },
+    {
+        "topic": "compiled training step",
+        "paper": "not mentioned",
+        "code": "eager PyTorch",
+        "ours": "eager by default (the reference); train.compile: true runs the training loss "
+        "through torch.compile, the same computation with fused kernels and their rounding "
+        "(bnaf/flows/compiled.py); evaluation is always eager",
+    },
 ]

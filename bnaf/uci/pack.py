@@ -22,10 +22,17 @@ import torch
 from torch import Tensor
 
 from bnaf.core.errors import BnafError
+from bnaf.flows import BNAF
+from bnaf.flows.compiled import CompiledLoss, compile_errors
 from bnaf.flows.pack import check_packable, pack_log_prob, stack_parameters
 from bnaf.uci.trainer import Trainer
 
-__all__ = ["PackedTrainer"]
+__all__ = ["PackedTrainer", "pack_losses"]
+
+
+def pack_losses(models: list[BNAF], x: Tensor, stacked: dict[str, Tensor]) -> Tensor:
+    r"""Each member's mean negative log-likelihood on its batch ``x[m]`` (Eq. 1), shape (M,)."""
+    return -pack_log_prob(models, x, stacked).mean(-1)
 
 
 class PackedTrainer:
@@ -41,6 +48,8 @@ class PackedTrainer:
         if any(t.x_train is not first.x_train or t.tp != first.tp for t in self.trainers):
             raise ValueError("the members of a pack share their training split and params")
         check_packable([t.model for t in self.trainers])
+        # the members' own losses are compiled or not alike (their params are equal)
+        self.losses = CompiledLoss(pack_losses) if first.tp.compile else pack_losses
         #: seed index -> the message that made the member leave the pack (divergence)
         self.failed: dict[int, str] = {}
         self._members: list[Trainer] = []
@@ -68,10 +77,11 @@ class PackedTrainer:
         members' losses and gradient norms before clipping (M,), left on the device."""
         stacked = self._stack(members)
         models = [t.model for t in members]
-        losses = -pack_log_prob(models, x, stacked).mean(-1)  # Eq. 1, per member
-        for leaf in stacked.values():
-            leaf.grad = None
-        losses.sum().backward()  # members are independent: row m is member m's gradient
+        with compile_errors():  # a compiled loss compiles its backward pass at the first
+            losses = self.losses(models, x, stacked)  # Eq. 1, per member
+            for leaf in stacked.values():
+                leaf.grad = None
+            losses.sum().backward()  # members are independent: row m is member m's gradient
         grads = {name: leaf.grad.unbind(0) for name, leaf in stacked.items()}  # type: ignore[union-attr]
         norms = []
         for i, t in enumerate(members):

@@ -57,6 +57,7 @@ class TrainParams:
     checkpoint_every: int = between(1)
     device: str
     threads: int = between(1)
+    compile: bool  # the training loss through torch.compile (bnaf.flows.compiled)
 
 
 @dataclass

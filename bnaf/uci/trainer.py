@@ -27,6 +27,7 @@ from bnaf.core.errors import BnafError
 from bnaf.core.optim import Adam, PlateauSchedule, PolyakAverage, decayed_lr
 from bnaf.core.stats import batch_means_mean, log_likelihoods, summarise
 from bnaf.flows import BNAF, FlowConfig
+from bnaf.flows.compiled import CompiledLoss, compile_errors
 from bnaf.uci.params import TrainParams
 
 __all__ = ["Trainer", "batch_loss", "rng_state", "set_rng_state"]
@@ -60,6 +61,8 @@ class Trainer:
     ):
         self.x_train, self.x_val = train, validation
         self.tp, self.device, self.log = train_params, device, log
+        # the eager loss is the reference; compile: true fuses it (bnaf.flows.compiled)
+        self.loss = CompiledLoss(batch_loss) if train_params.compile else batch_loss
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
@@ -140,9 +143,10 @@ class Trainer:
     def step(self, x: Tensor) -> tuple[Tensor, Tensor]:
         r"""One optimiser step on batch ``x``: the loss and the gradient norm before clipping,
         both left on the device (nothing in a step waits for the device)."""
-        loss = batch_loss(self.model, x)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with compile_errors():  # a compiled loss compiles its backward pass at the first
+            loss = self.loss(self.model, x)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tp.clip_norm)
         self.optimizer.step()
         self.polyak.update()
