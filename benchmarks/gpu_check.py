@@ -122,6 +122,7 @@ def step_rows(device: torch.device, smoke: bool) -> list[Row]:
     args = argparse.Namespace(
         device=str(device), threads=torch.get_num_threads(), batch=200, steps=steps,
         repeats=repeats, warmup=2, configs=list(CONFIGS), tiny=smoke, no_pyro=False, stat="median",
+        compile=not smoke,  # Triton compiles each shape once: about a minute in all
     )  # fmt: skip
     result = train_step.run(args)
     rows: list[Row] = []
@@ -136,6 +137,15 @@ def step_rows(device: torch.device, smoke: bool) -> list[Row]:
                 f"authors {r['authors']:.1f}/s (ours/authors {r['ours/authors']:.2f}); {pyro}",
             )
         )
+        if r["ours-compiled"] is not None:
+            rows.append(
+                (
+                    f"step {r['model']} compiled (uci.train.compile)",
+                    f"{r['ours-compiled']:.1f} steps/s",
+                    f"compiled/ours {r['compiled/ours']:.2f}, "
+                    f"compiled/authors {r['compiled/authors']:.2f}",
+                )
+            )
     for name, (dim, flows, layers, k) in (TINY if smoke else CONFIGS).items():
         torch.manual_seed(0)
         model = BNAF(dim, flows=flows, layers=layers, hidden_factor=k).to(device)

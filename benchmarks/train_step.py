@@ -16,6 +16,7 @@ Usage::
     python benchmarks/train_step.py                   # CPU, 2 threads, the three models
     python benchmarks/train_step.py --device cuda
     python benchmarks/train_step.py --steps 2 --repeats 1 --warmup 0 --tiny   # smoke run
+    python benchmarks/train_step.py --no-pyro --compile --threads 1   # + uci.train.compile
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from authors_reference import AuthorsBNAF  # noqa: E402
 
 from bnaf.flows import BNAF, BlockFlow, MaskedBlockLinear  # noqa: E402
 from bnaf.flows.blocksparse import panels_for  # noqa: E402
+from bnaf.flows.compiled import CompiledLoss  # noqa: E402
 
 #: name -> (d, flows, L, k): POWER-, MINIBOONE- and BSDS300-like models (H = k d).
 CONFIGS = {
@@ -155,15 +157,23 @@ def _check_same_function(models: dict[str, nn.Module], dim: int) -> None:
         torch.testing.assert_close(ld, ld_ref, rtol=1e-4, atol=1e-3, msg=f"{name}: log-det")
 
 
-def _step_fn(model: nn.Module, batches: list[Tensor]) -> Callable[[int], None]:
+def _loss(model: nn.Module, x: Tensor) -> Tensor:
+    """Mean NLL of a batch under a standard-normal base (every side's loss)."""
+    z, log_det = model(x)
+    return (0.5 * (z.square().sum(-1) + z.shape[-1] * _LOG_2PI) - log_det).mean()
+
+
+def _step_fn(
+    model: nn.Module, batches: list[Tensor], compiled: bool = False
+) -> Callable[[int], None]:
+    """One training step of ``model``; ``compiled`` runs the loss through
+    :class:`bnaf.flows.compiled.CompiledLoss`, as ``uci.train.compile: true`` does."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     params = list(model.parameters())
+    loss_fn = CompiledLoss(_loss) if compiled else _loss
 
     def step(i: int) -> None:
-        x = batches[i % len(batches)]
-        z, log_det = model(x)
-        nll = 0.5 * (z.square().sum(-1) + z.shape[-1] * _LOG_2PI) - log_det
-        loss = nll.mean()
+        loss = loss_fn(model, batches[i % len(batches)])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, max_norm=0.1)
@@ -225,6 +235,11 @@ def run(args: argparse.Namespace) -> dict:
                 if isinstance(m, MaskedBlockLinear):
                     m.panels = 1
             steps["ours-dense"] = _step_fn(dense, batches)
+        if args.compile:  # the same weights as ours, its loss through torch.compile
+            torch.manual_seed(0)
+            twin = BNAF(dim, flows=flows, layers=layers, hidden_factor=k).to(device)
+            twin.load_state_dict(models["ours"].state_dict())
+            steps["ours-compiled"] = _step_fn(twin, batches, compiled=True)
         for step in steps.values():
             for i in range(args.warmup):
                 step(i)
@@ -266,6 +281,9 @@ def run(args: argparse.Namespace) -> dict:
                 rate["products"] / rate["ours-dense"] if "ours-dense" in rate else None
             ),
             "time ours/products (cpu)": cpu["products"] / cpu["ours"],
+            "ours-compiled": rate.get("ours-compiled"),
+            "compiled/ours": _ratio(rate, "ours-compiled", "ours"),
+            "compiled/authors": _ratio(rate, "ours-compiled", "authors"),
         }
         rows.append(row)
     return {
@@ -284,6 +302,11 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def _ratio(rate: dict[str, float], a: str, b: str) -> float | None:
+    """``rate[a] / rate[b]``, or None where a side was not run."""
+    return rate[a] / rate[b] if a in rate and b in rate else None
+
+
 def _cell(value: object) -> object:
     """Two decimals for rates and ratios, "-" for a side that was not run."""
     if value is None:
@@ -298,6 +321,8 @@ def _table(result: dict) -> str:
     cols += ["ours/authors", "ours/pyro", "ours/authors (cpu)", "ours/pyro (cpu)"]
     cols += ["products", "ours-dense", "time ours/products", "time ours-dense/products"]
     cols += ["time ours/products (cpu)"]
+    if any(r["ours-compiled"] is not None for r in result["rows"]):
+        cols += ["ours-compiled", "compiled/ours", "compiled/authors"]
     body = [[_cell(r[c]) for c in cols] for r in result["rows"]]
     head = (
         f"steps/s, batch {result['batch']}, {result['stat']} of {result['repeats']} x"
@@ -323,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--tiny", action="store_true", help="one tiny model (smoke test)")
     parser.add_argument("--no-pyro", action="store_true", help="leave pyro out")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time ours with uci.train.compile: true"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     result = run(args)

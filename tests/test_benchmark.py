@@ -1,5 +1,6 @@
 """The training-step benchmark runs end to end in a smoke mode (one tiny model, two steps),
-with pyro when it is installed and without it (its column is then skipped)."""
+with pyro when it is installed and without it (its column is then skipped), and with the
+compiled side (``--compile``)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,13 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 HAVE_PYRO = importlib.util.find_spec("pyro") is not None
 
 
-@pytest.mark.slow  # two interpreter starts with torch (and pyro): ~5 s of CPU each
+@pytest.mark.slow  # two interpreter starts with torch (and pyro), one compiles: ~5 s and ~30 s
 @pytest.mark.parametrize(
     "extra",
-    [["--no-pyro"], pytest.param([], marks=pytest.mark.skipif(not HAVE_PYRO, reason="no pyro"))],
+    [
+        ["--no-pyro", "--compile"],
+        pytest.param([], marks=pytest.mark.skipif(not HAVE_PYRO, reason="no pyro")),
+    ],
 )
 def test_benchmark_smoke(tmp_path: Path, extra: list[str]) -> None:
     out_json = tmp_path / "bench.json"
@@ -35,8 +39,12 @@ def test_benchmark_smoke(tmp_path: Path, extra: list[str]) -> None:
     assert row["ours"] > 0 and row["authors"] > 0
     if extra:
         assert row["pyro"] is None and result["pyro"].startswith("skipped")
+        # the compiled side: its rate and its ratios to ours and the authors' approach
+        assert row["ours-compiled"] > 0 and "compiled/ours" in out.stdout
+        assert row["compiled/ours"] == pytest.approx(row["ours-compiled"] / row["ours"])
+        assert row["compiled/authors"] == pytest.approx(row["ours-compiled"] / row["authors"])
     else:
-        assert row["pyro"] > 0
+        assert row["pyro"] > 0 and row["ours-compiled"] is None
 
 
 @pytest.mark.slow  # one interpreter start with torch
