@@ -120,6 +120,23 @@ def test_compile_is_a_checked_param_and_part_of_the_fingerprint(tmp_path: Path) 
     assert run_fingerprint(p, splits, cpu, seed=0) != run_fingerprint(on, splits, cpu, seed=0)
 
 
+def test_compile_chooses_the_loss_of_a_run_and_of_a_pack() -> None:
+    """Only ``compile: true`` puts a run's or a pack's loss through the compiler (nothing is
+    compiled before the first step, so this costs nothing)."""
+    p = load_uci(QUICK)
+    flow = dataclasses.replace(p.flow, flows=1, layers=1, hidden_factor=2)
+    train, val = torch.randn(10, 2), torch.randn(5, 2)
+    for compiled in (False, True):
+        tp = dataclasses.replace(p.train, compile=compiled)
+        runs = [Trainer(train, val, flow, s, tp, torch.device("cpu")) for s in range(2)]
+        pack = PackedTrainer(runs)
+        if compiled:
+            assert isinstance(runs[0].loss, CompiledLoss) and runs[0].loss.loss_fn is batch_loss
+            assert isinstance(pack.losses, CompiledLoss) and pack.losses.loss_fn is pack_losses
+        else:
+            assert runs[0].loss is batch_loss and pack.losses is pack_losses
+
+
 # ------------------------------------------------------------------ with the inductor
 
 

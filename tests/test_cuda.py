@@ -10,6 +10,7 @@ loading onto the CPU; they hold the CLI to that, whatever the checkpoint code lo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -102,6 +103,25 @@ def test_packed_uci_step_never_waits_for_the_device(config: str) -> None:
         packed = pack_log_prob(models, batches[0], pack._stack(trainers))
         own = torch.stack([m.log_prob(batches[0][i]) for i, m in enumerate(models)])
     torch.testing.assert_close(packed, own, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("config", ["L1_H4", "L2_H4"])
+def test_a_compiled_uci_step_on_the_device_follows_the_eager_one(config: str) -> None:
+    r"""``uci.train.compile: true`` on the GPU (Triton): three steps from the same weights
+    give the eager run's losses to float32 rounding; the fallback flag is read once a step
+    (the one synchronisation a compiled step makes, so no sync-debug block here)."""
+    params = load_uci(ROOT / "params" / "quick" / "uci.yaml")
+    x = torch.randn(2000, 5, device=CUDA)
+    flow = flow_config(params, config)
+    compiled_params = dataclasses.replace(params.train, compile=True)
+    eager = Trainer(x, x[:200], flow, 0, params.train, CUDA, log=print)
+    compiled = Trainer(x, x[:200], flow, 0, compiled_params, CUDA, log=print)
+    for i in range(3):
+        batch = x[i * 200 : (i + 1) * 200]
+        (a, _), (b, _) = eager.step(batch), compiled.step(batch)
+        assert b.is_cuda
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    assert compiled.loss.fallbacks == 0  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("config", ["vae", "bnaf-K2-H2d"])
