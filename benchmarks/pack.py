@@ -10,6 +10,7 @@ alternately, best of ``--repeats``, and reported as a ratio: machines differ, ra
 Usage::
 
     python benchmarks/pack.py [--device cpu|cuda] [--threads 1] [--members 3] [--json out.json]
+    python benchmarks/pack.py --compile    # both sides with uci.train.compile: true
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _trainers(name: str, dims: tuple, members: int, device: torch.device) -> list[Trainer]:
+def _trainers(
+    name: str, dims: tuple, members: int, device: torch.device, compile: bool = False
+) -> list[Trainer]:
     d, flows, layers, k = dims
     p = load_uci(ROOT / "params" / "paper" / "uci.yaml")
+    p = dataclasses.replace(p, train=dataclasses.replace(p.train, compile=compile))
     flow = dataclasses.replace(p.flow, flows=flows, layers=layers, hidden_factor=k)
     gen = torch.Generator().manual_seed(0)
     train = torch.randn(2000, d, generator=gen).to(device)
@@ -56,11 +60,18 @@ def _trainers(name: str, dims: tuple, members: int, device: torch.device) -> lis
 
 
 def measure(
-    name: str, dims: tuple, members: int, device: torch.device, steps: int, repeats: int
+    name: str,
+    dims: tuple,
+    members: int,
+    device: torch.device,
+    steps: int,
+    repeats: int,
+    compile: bool = False,
 ) -> dict:
-    r"""Model-steps per second of ``members`` separate trainers and of their pack."""
-    separate = _trainers(name, dims, members, device)
-    packed = _trainers(name, dims, members, device)
+    r"""Model-steps per second of ``members`` separate trainers and of their pack (both with
+    ``uci.train.compile`` as ``compile`` says; the warm-up steps compile)."""
+    separate = _trainers(name, dims, members, device, compile)
+    packed = _trainers(name, dims, members, device, compile)
     pack = PackedTrainer(packed)
     gen = torch.Generator().manual_seed(1)
     batches = torch.randn(4, members, 200, dims[0], generator=gen).to(device)
@@ -86,7 +97,7 @@ def measure(
     rate = {k: members * steps / v for k, v in best.items()}
     d, _, layers, k = dims
     return {
-        "model": name, "d": d, "L": layers, "H": k * d, "members": members,
+        "model": name, "d": d, "L": layers, "H": k * d, "members": members, "compile": compile,
         "separate_model_steps_per_s": rate["separate"],
         "packed_model_steps_per_s": rate["packed"],
         "packed/separate": rate["packed"] / rate["separate"],
@@ -97,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     shapes = TINY if args.tiny else {k: CONFIGS[k] for k in args.configs}
-    rows = [measure(n, dims, args.members, device, args.steps, args.repeats)
+    rows = [measure(n, dims, args.members, device, args.steps, args.repeats, args.compile)
             for n, dims in shapes.items()]  # fmt: skip
     return {"device": str(device), "threads": args.threads, "rows": rows}
 
@@ -112,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--tiny", action="store_true", help="a tiny shape (a test of the script)")
     parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument("--compile", action="store_true", help="both sides compiled")
     args = parser.parse_args(argv)
     result = run(args)
-    print(f"device {result['device']}, {result['threads']} thread(s), batch 200")
+    compiled = ", compiled (uci.train.compile)" if args.compile else ""
+    print(f"device {result['device']}, {result['threads']} thread(s), batch 200{compiled}")
     print("| shape | members | separate model-steps/s | packed model-steps/s | packed/separate |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in result["rows"]:
