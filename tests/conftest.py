@@ -1,4 +1,5 @@
-"""Shared fixtures: paths of the checkout and its params, and a float64 default dtype.
+"""Shared fixtures: paths of the checkout and its params, a float64 default dtype, and torch's
+thread count put back after every test.
 
 Every test runs with ``torch.get_default_dtype() == torch.float64`` (properties are checked in
 double precision, as in the conventions); a test that is about float32 behaviour (the
@@ -32,6 +33,20 @@ def float64_default(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(before)
+
+
+@pytest.fixture(autouse=True)
+def torch_threads() -> Iterator[None]:
+    r"""Put torch's thread count back after each test (a training stage sets it from its
+    params). A process left with a larger pool than it started with would hand a broken
+    thread pool to any child it forks (mutation testing forks one per mutant), which then
+    waits forever in its first parallel operation."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 @pytest.fixture
