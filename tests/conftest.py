@@ -8,6 +8,7 @@ pipeline's own training dtype) says so with ``@pytest.mark.float32``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "float32: keep torch's float32 default dtype")
     config.addinivalue_line("markers", "cuda: needs a CUDA device (skipped without one)")
+    config.addinivalue_line("markers", "threads: runs torch on more than one thread")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # mutmut forks a child per mutant from a process that ran the tests once; OpenMP's thread
+    # pool does not survive a fork, so a child that starts a team of two threads waits
+    # forever. Under mutation testing (mutmut sets MUTANT_UNDER_TEST in every phase) those
+    # tests are left out, in the first run and in the children alike.
+    if "MUTANT_UNDER_TEST" in os.environ and item.get_closest_marker("threads"):
+        pytest.skip("more than one torch thread: not under mutation testing (fork)")
 
 
 @pytest.fixture(autouse=True)

@@ -234,6 +234,7 @@ def test_toy_run_starts_afresh_when_what_shapes_it_changed(
     assert len(list(out.glob("checkpoint.*.stale.pt"))) == 1
 
 
+@pytest.mark.threads
 def test_toy_run_ignores_what_does_not_shape_training(tmp_path: Path) -> None:
     out = tmp_path / "run"
     _quiet(_toy(), "density", "8gaussians", "bnaf", out, stop_after=15)

@@ -100,6 +100,7 @@ def test_one_seed_writes_into_out_and_two_seeds_into_its_seed_folders(tmp_path, 
     assert not (two / "metrics.json").exists()
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize(("given", "expected"), [(1, 1), (2, 2), (0, None), (None, 1)])
 def test_threads_override_the_params_and_zero_leaves_torch_alone(
     tmp_path: Path, data: Path, given: int | None, expected: int | None
