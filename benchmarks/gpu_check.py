@@ -137,6 +137,14 @@ def step_rows(device: torch.device, smoke: bool) -> list[Row]:
                 f"authors {r['authors']:.1f}/s (ours/authors {r['ours/authors']:.2f}); {pyro}",
             )
         )
+        rows.append(
+            (
+                f"step {r['model']} fused Adam (uci.train.fused_adam)",
+                f"{r['ours-fused']:.1f} steps/s",
+                f"fused/ours {r['fused/ours']:.2f}, time/dense products "
+                f"{r['time ours-fused/products']:.2f}",
+            )
+        )
         if r["ours-compiled"] is not None:
             rows.append(
                 (

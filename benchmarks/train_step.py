@@ -9,7 +9,10 @@ Two more columns time, in the same process, what the structure has to pay for: `
 dense matrix products of the same shapes alone (every masked layer's ``x W^T`` with a dense
 ``W``, chained, and the backward products for the inputs and weights), and ``ours-dense``, ours
 with every layer forced onto the dense masked product (``MaskedBlockLinear.panels = 1``), shown
-where ours would skip zero blocks (bnaf.flows.blocksparse).
+where ours would skip zero blocks (bnaf.flows.blocksparse). ``ours-fused`` is ours with the
+optimiser the paper budget trains with (``uci.train.fused_adam: true``: ``bnaf.core.optim.Adam``
+with one fused kernel per parameter) instead of ``torch.optim.Adam``'s loop, which every side
+above shares.
 
 Usage::
 
@@ -43,6 +46,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from authors_reference import AuthorsBNAF  # noqa: E402
 
+from bnaf.core.optim import Adam  # noqa: E402
 from bnaf.flows import BNAF, BlockFlow, MaskedBlockLinear  # noqa: E402
 from bnaf.flows.blocksparse import panels_for  # noqa: E402
 from bnaf.flows.compiled import CompiledLoss  # noqa: E402
@@ -164,11 +168,15 @@ def _loss(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def _step_fn(
-    model: nn.Module, batches: list[Tensor], compiled: bool = False
+    model: nn.Module, batches: list[Tensor], compiled: bool = False, fused: bool = False
 ) -> Callable[[int], None]:
     """One training step of ``model``; ``compiled`` runs the loss through
-    :class:`bnaf.flows.compiled.CompiledLoss`, as ``uci.train.compile: true`` does."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    :class:`bnaf.flows.compiled.CompiledLoss`, as ``uci.train.compile: true`` does, and
+    ``fused`` steps our fused Adam, as ``uci.train.fused_adam: true`` does."""
+    if fused:
+        opt: torch.optim.Optimizer = Adam(model.parameters(), lr=1e-2, fused=True)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     params = list(model.parameters())
     loss_fn = CompiledLoss(_loss) if compiled else _loss
 
@@ -235,6 +243,10 @@ def run(args: argparse.Namespace) -> dict:
                 if isinstance(m, MaskedBlockLinear):
                     m.panels = 1
             steps["ours-dense"] = _step_fn(dense, batches)
+        torch.manual_seed(0)  # the same weights as ours, stepped by the fused Adam
+        twin = BNAF(dim, flows=flows, layers=layers, hidden_factor=k).to(device)
+        twin.load_state_dict(models["ours"].state_dict())
+        steps["ours-fused"] = _step_fn(twin, batches, fused=True)
         if args.compile:  # the same weights as ours, its loss through torch.compile
             torch.manual_seed(0)
             twin = BNAF(dim, flows=flows, layers=layers, hidden_factor=k).to(device)
@@ -281,6 +293,9 @@ def run(args: argparse.Namespace) -> dict:
                 rate["products"] / rate["ours-dense"] if "ours-dense" in rate else None
             ),
             "time ours/products (cpu)": cpu["products"] / cpu["ours"],
+            "ours-fused": rate["ours-fused"],
+            "fused/ours": rate["ours-fused"] / rate["ours"],
+            "time ours-fused/products": rate["products"] / rate["ours-fused"],
             "ours-compiled": rate.get("ours-compiled"),
             "compiled/ours": _ratio(rate, "ours-compiled", "ours"),
             "compiled/authors": _ratio(rate, "ours-compiled", "authors"),
@@ -320,7 +335,7 @@ def _table(result: dict) -> str:
     cols = ["model", "d", "flows", "L", "H", "params", "ours", "authors", "pyro"]
     cols += ["ours/authors", "ours/pyro", "ours/authors (cpu)", "ours/pyro (cpu)"]
     cols += ["products", "ours-dense", "time ours/products", "time ours-dense/products"]
-    cols += ["time ours/products (cpu)"]
+    cols += ["time ours/products (cpu)", "ours-fused", "fused/ours", "time ours-fused/products"]
     if any(r["ours-compiled"] is not None for r in result["rows"]):
         cols += ["ours-compiled", "compiled/ours", "compiled/authors"]
     body = [[_cell(r[c]) for c in cols] for r in result["rows"]]

@@ -37,6 +37,10 @@ def test_benchmark_smoke(tmp_path: Path, extra: list[str]) -> None:
     # and one gate
     assert row["params"] == 205
     assert row["ours"] > 0 and row["authors"] > 0
+    # ours stepped by the fused Adam (the paper budget's optimiser), beside the dense products
+    assert row["ours-fused"] > 0 and "time ours-fused/products" in out.stdout
+    assert row["fused/ours"] == pytest.approx(row["ours-fused"] / row["ours"])
+    assert row["time ours-fused/products"] == pytest.approx(row["products"] / row["ours-fused"])
     if extra:
         assert row["pyro"] is None and result["pyro"].startswith("skipped")
         # the compiled side: its rate and its ratios to ours and the authors' approach

@@ -41,6 +41,7 @@ def test_smoke_run_prints_one_table_with_every_part() -> None:
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("| check") and all(line.startswith("|") for line in lines)
     checks = [line.split("|")[1].strip() for line in lines[2:]]
-    for part in ("device", "numerics", "CUDA tests", "step tiny", "pack tiny", "epoch POWER-sized",
+    for part in ("device", "numerics", "CUDA tests", "step tiny", "step tiny fused Adam",
+                 "pack tiny", "epoch POWER-sized",
                  "epoch BSDS300-sized", "VAE step", "IS NLL", "total"):  # fmt: skip
         assert any(c.startswith(part) for c in checks), part

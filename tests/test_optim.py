@@ -145,3 +145,37 @@ def test_plateau_decays_match_torch_reduce_lr_on_plateau(seed: int) -> None:
             lr = decayed_lr(lr, 0.5, 5e-4)
         assert lr == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
     assert lr < 1e-2  # the sequences do contain plateaus
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_fused_adam_is_the_same_update_up_to_rounding(amsgrad: bool, dtype) -> None:
+    """``fused=True`` against the reference form, with a large ``eps`` (where its place
+    matters: on ``sqrt(v)``, not on ``sqrt(v / (1 - beta2^t))``), a learning-rate decay half
+    way, and a parameter that misses a step (its own bias correction, the reference path)."""
+    torch.manual_seed(0)
+    shapes = [(30, 7), (5,), (2, 3)]
+    ref = [nn.Parameter(torch.randn(s, dtype=dtype)) for s in shapes]
+    fused = [nn.Parameter(p.detach().clone()) for p in ref]
+    start = ref[0].detach().clone()
+    opts = [Adam(ps, lr=1e-2, eps=1e-3, amsgrad=amsgrad, fused=f)
+            for ps, f in ((ref, False), (fused, True))]  # fmt: skip
+    tol = 1e-13 if dtype == torch.float64 else 1e-5
+    for t in range(40):
+        grads = [torch.randn(s, dtype=dtype) for s in shapes]
+        for ps, opt in zip((ref, fused), opts):
+            if t == 20:
+                opt.param_groups[0]["lr"] = 5e-3
+            for p, g in zip(ps, grads):
+                p.grad = None if (t == 5 and p.shape == (5,)) else g.clone()
+            opt.step()
+        for a, b in zip(ref, fused):
+            torch.testing.assert_close(b, a, rtol=0, atol=tol)
+    steps = [[o.state[p]["step"] for p in ps] for o, ps in zip(opts, (ref, fused))]
+    assert steps[0] == steps[1] == [40, 39, 40]
+    sa, sb = opts[0].state_dict(), opts[1].state_dict()
+    for i in sa["state"]:
+        assert sa["state"][i].keys() == sb["state"][i].keys()
+        for k, v in sa["state"][i].items():
+            torch.testing.assert_close(sb["state"][i][k], v, rtol=0, atol=tol)
+    assert float((fused[0].detach() - start).abs().max()) > 0.05  # and both moved

@@ -97,4 +97,13 @@ UCI_DIFFERENCES: list[dict[str, str]] = [
         "through torch.compile, the same computation with fused kernels and their rounding "
         "(bnaf/flows/compiled.py); evaluation is always eager",
     },
+    {
+        "topic": "fused optimiser step",
+        "paper": "Adam",
+        "code": "optim/adam.py: Adam (AMSGrad) with eps added to sqrt(v), one operation at a time",
+        "ours": "the same update; train.fused_adam: true (the paper budget) runs it as one fused "
+        "kernel per parameter (torch._fused_adam_ with eps rescaled by sqrt(1 - beta2^t)), "
+        "equal up to rounding and about 3x faster on BSDS300-sized models; false (the quick "
+        "budget) is the reference, one operation over all parameters at a time",
+    },
 ]

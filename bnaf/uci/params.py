@@ -58,6 +58,7 @@ class TrainParams:
     device: str
     threads: int = between(1)
     compile: bool  # the training loss through torch.compile (bnaf.flows.compiled)
+    fused_adam: bool  # Adam's update as one fused kernel per parameter (bnaf.core.optim)
 
 
 @dataclass

@@ -69,7 +69,12 @@ class Trainer:
         self.model = BNAF(train.shape[1], **flow.kwargs(), seed=seed).to(device)
         tp = train_params
         self.optimizer = Adam(
-            self.model.parameters(), tp.lr, tuple(tp.betas), tp.eps, tp.optimizer == "amsgrad"
+            self.model.parameters(),
+            tp.lr,
+            tuple(tp.betas),
+            tp.eps,
+            tp.optimizer == "amsgrad",
+            fused=tp.fused_adam,
         )
         self.polyak = PolyakAverage(self.model, tp.polyak, tp.polyak_init)
         self.schedule = PlateauSchedule(
