@@ -272,3 +272,129 @@ def test_prepare_missing_raw_file(tmp_path):
     with pytest.raises(BnafError, match="raw file not found: .*power/data.npy"):
         prepare("power", tmp_path, tmp_path / "p.h5")
     assert not (tmp_path / "p.h5").exists()
+
+
+# ---- what the recipes keep and refuse ---------------------------------------------------------
+def test_hepmass_rows_ending_in_a_comma_read_as_maf_reads_them(raw, tmp_path):
+    """MAF reads the CSVs with ``index_col=False``: rows with a trailing delimiter keep the label
+    in the first column instead of turning it into the index and shifting every feature."""
+    (tmp_path / "hepmass").mkdir()
+    for split in ("train", "test"):
+        lines = (raw / "hepmass" / f"1000_{split}.csv").read_text().splitlines()
+        (tmp_path / "hepmass" / f"1000_{split}.csv").write_text(
+            "\n".join(lines[:1] + [line + "," for line in lines[1:]]) + "\n"
+        )
+    want, got = uci.prepare_hepmass(raw), uci.prepare_hepmass(tmp_path)
+    for s in ("train", "validation", "test"):
+        np.testing.assert_array_equal(got.splits[s], want.splits[s], err_msg=s)
+
+
+def test_bsds300_keeps_the_dtype_of_its_file(tmp_path):
+    """BSDS300 is used as stored (MAF): a float64 file gives float64 splits, said in the attrs."""
+    (tmp_path / "BSDS300").mkdir()
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "BSDS300" / "BSDS300.hdf5", "w") as f:
+        for s, n in (("train", 20), ("validation", 5), ("test", 7)):
+            f.create_dataset(s, data=rng.normal(size=(n, 63)))
+    prepare("bsds300", tmp_path, tmp_path / "b.h5")
+    got, attrs = read_prepared(tmp_path / "b.h5"), read_attrs(tmp_path / "b.h5")
+    assert {s: got[s].dtype for s in got} == dict.fromkeys(got, np.dtype(np.float64))
+    assert attrs["stored_dtype"] == "float64"
+
+
+def test_the_other_recipes_say_they_store_float32(raw, tmp_path):
+    prepare("miniboone", raw, tmp_path / "m.h5")
+    assert read_attrs(tmp_path / "m.h5")["stored_dtype"] == "float32"
+    assert read_prepared(tmp_path / "m.h5")["train"].dtype == np.float32
+
+
+def _bsds300(root: Path, splits: dict) -> Path:
+    (root / "BSDS300").mkdir()
+    path = root / "BSDS300" / "BSDS300.hdf5"
+    with h5py.File(path, "w") as f:
+        for name, data in splits.items():
+            f.create_dataset(name, data=data)
+    return path
+
+
+_OK = np.zeros((4, 63), np.float32)
+
+
+@pytest.mark.parametrize(
+    "splits, message",
+    [
+        ({"train": _OK, "test": _OK}, r"no dataset\(s\) \['validation'\]; has \['test', 'train'\]"),
+        ({"train": _OK, "validation": _OK[:0], "test": _OK}, "non-empty 2-D arrays"),
+        ({"train": _OK, "validation": _OK[:, :62], "test": _OK}, "splits of different widths"),
+        (
+            {"train": _OK, "validation": _OK.astype(np.float64), "test": _OK},
+            r"different dtypes \['float32', 'float64', 'float32'\]",
+        ),
+        ({"train": _OK, "validation": _OK + np.nan, "test": _OK}, "validation has non-finite"),
+    ],
+    ids=["missing", "empty", "widths", "dtypes", "nan"],
+)
+def test_a_bsds300_file_that_is_not_one_dataset_is_one_error(tmp_path, splits, message):
+    path = _bsds300(tmp_path, splits)
+    with pytest.raises(BnafError, match=message) as err:
+        prepare("bsds300", tmp_path, tmp_path / "b.h5")
+    assert str(path) in str(err.value)
+    assert not (tmp_path / "b.h5").exists()
+
+
+def test_one_column_bsds300_splits_are_a_dataset(tmp_path):
+    """Only empty splits are refused: one row or one column is a (small) dataset."""
+    _bsds300(tmp_path, {s: np.ones((1, 1), np.float32) for s in ("train", "validation", "test")})
+    assert uci.prepare_bsds300(tmp_path).splits["train"].shape == (1, 1)
+
+
+def test_raw_files_of_the_wrong_shape_are_one_error(tmp_path):
+    (tmp_path / "power").mkdir()
+    np.save(tmp_path / "power" / "data.npy", np.zeros((50, 7)))  # a column short
+    with pytest.raises(BnafError, match=r"power/data.npy: expected \(N, 8\), got \(50, 7\)"):
+        uci.prepare_power(tmp_path)
+    (tmp_path / "miniboone").mkdir()
+    np.save(tmp_path / "miniboone" / "data.npy", np.zeros(50))
+    with pytest.raises(BnafError, match=r"miniboone/data.npy: expected a 2-D array, got \(50,\)"):
+        uci.prepare_miniboone(tmp_path)
+
+
+def test_unreadable_raw_files_name_the_file_and_the_reason(tmp_path):
+    (tmp_path / "miniboone").mkdir()
+    npy = tmp_path / "miniboone" / "data.npy"
+    np.save(npy, np.array([{"a": 1}], dtype=object))  # a pickle inside: never loaded
+    with pytest.raises(BnafError, match=r"not a readable .npy file \(.*allow_pickle"):
+        uci.prepare_miniboone(tmp_path)
+    (tmp_path / "hepmass").mkdir()
+    (tmp_path / "hepmass" / "1000_train.csv").write_bytes(b"")
+    with pytest.raises(BnafError, match=r"1000_train.csv: not a readable CSV file \(No columns"):
+        uci.prepare_hepmass(tmp_path)
+
+
+def test_gas_without_the_columns_maf_drops_is_one_error(tmp_path):
+    (tmp_path / "gas").mkdir()
+    frame = pd.DataFrame({"Time": [0.0, 1.0], "Eth": [0.1, 0.2], "S0": [1.0, 2.0]})
+    frame.to_pickle(tmp_path / "gas" / "ethylene_CO.pickle")
+    with pytest.raises(BnafError, match=r"ethylene_CO.pickle: no column\(s\) \['Meth'\]"):
+        uci.prepare_gas(tmp_path)
+
+
+def test_hepmass_files_whose_columns_disagree_are_one_error(raw, tmp_path):
+    """MAF's pandas arithmetic aligns columns by name: a test file with other columns would
+    give NaN features, so it is refused naming both."""
+    (tmp_path / "hepmass").mkdir()
+    train = (raw / "hepmass" / "1000_train.csv").read_text()
+    (tmp_path / "hepmass" / "1000_train.csv").write_text(train)
+    lines = train.splitlines()
+    # the test file without MAF's extra last column: MAF's drop then removes a feature
+    (tmp_path / "hepmass" / "1000_test.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BnafError, match=r"only in train: \['f26'\]; only in test: \[\]"):
+        uci.prepare_hepmass(tmp_path)
+    # the same columns in another order
+    header, *rows = lines
+    names = header.split(",")
+    order = [0, 2, 1] + list(range(3, len(names))) + [len(names) - 1]
+    swapped = [",".join([r.split(",")[i] for i in order]) for r in [header, *rows]]
+    (tmp_path / "hepmass" / "1000_test.csv").write_text("\n".join(swapped) + "\n")
+    with pytest.raises(BnafError, match=r"only in train: \[\]; only in test: \[\]; else the order"):
+        uci.prepare_hepmass(tmp_path)

@@ -150,9 +150,11 @@ def prepare_hepmass(raw_dir: Path) -> Prepared:
     tst = tst.drop(columns=tst.columns[-1])  # the test file has one column too many (MAF)
     if list(tst.columns) != list(trn.columns):
         # MAF's pandas arithmetic aligns by label: a mismatch would silently give NaN columns.
+        only_train = [str(c) for c in trn.columns if c not in tst.columns]
+        only_test = [str(c) for c in tst.columns if c not in trn.columns]
         raise BnafError(
-            f"hepmass: after MAF's column drops the test columns {list(tst.columns)[:4]}... "
-            f"differ from the train columns {list(trn.columns)[:4]}..."
+            f"hepmass: after MAF's column drops the test file's columns differ from the train "
+            f"file's (only in train: {only_train}; only in test: {only_test}; else the order)"
         )
     mu, s = trn.mean(), trn.std()  # pandas: ddof 1, train statistics for both files
     x_trn = ((trn - mu) / s).to_numpy(dtype=np.float64)
