@@ -398,3 +398,18 @@ def test_hepmass_files_whose_columns_disagree_are_one_error(raw, tmp_path):
     (tmp_path / "hepmass" / "1000_test.csv").write_text("\n".join(swapped) + "\n")
     with pytest.raises(BnafError, match=r"only in train: \[\]; only in test: \[\]; else the"):
         uci.prepare_hepmass(tmp_path)
+
+
+def test_a_constant_column_is_refused_not_divided_by_zero(tmp_path):
+    """A constant feature standardises to 0/0: refused by name, never stored as NaN."""
+    (tmp_path / "miniboone").mkdir()
+    data = np.random.default_rng(0).normal(size=(60, 4))
+    data[:, 2] = 7.0
+    np.save(tmp_path / "miniboone" / "data.npy", data)
+    with pytest.raises(BnafError, match="split 'train' has non-finite values after preparation"):
+        uci.prepare_miniboone(tmp_path)
+
+
+def test_a_recipe_without_its_raw_file_says_which_stage_makes_it(tmp_path):
+    with pytest.raises(BnafError, match=r"raw file not found: .*hepmass/1000_train.csv \(run"):
+        uci.prepare_hepmass(tmp_path)
