@@ -188,3 +188,23 @@ def test_a_non_contiguous_weight_gives_the_same_layer(panels: int) -> None:
     y2, d2 = layer(x)
     torch.testing.assert_close(y2, y)
     torch.testing.assert_close(d2, d)
+
+
+def test_a_layer_without_a_bias() -> None:
+    """``block_sparse_linear(bias=None)`` is ``x W^T`` alone, forward and backward."""
+    from bnaf.flows.blocksparse import block_sparse_linear
+
+    layer = _layer(9, 3, 2)
+    x = torch.randn(4, 18, requires_grad=True)
+    grad_y = torch.randn(4, 27)
+    y, _ = block_sparse_linear(
+        x, layer.weight, layer.log_scale, None, layer.mask_u, (9, 3, 2), panels=3
+    )
+    ref, _ = _reference(layer, x)
+    torch.testing.assert_close(y, ref - layer.bias)
+    got = torch.autograd.grad((y * grad_y).sum(), (x, layer.weight, layer.log_scale))
+    want = torch.autograd.grad(
+        ((ref - layer.bias) * grad_y).sum(), (x, layer.weight, layer.log_scale)
+    )
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
