@@ -114,3 +114,52 @@ def test_checkpoint_of_other_params_or_seed_is_set_aside(tmp_path, change, capsy
     ref = json.loads((tmp_path / "clean" / "metrics.json").read_text())
     for key in ("test_neg_elbo", "test_nll", "valid_neg_elbo", "best_epoch"):
         assert got[key] == ref[key], key  # a fresh start: the new params' own result
+
+
+@pytest.mark.parametrize(
+    "epoch, warmup, max_beta, beta",
+    [(1, 10, 1.0, 0.1), (5, 10, 1.0, 0.5), (10, 10, 1.0, 1.0), (30, 10, 1.0, 1.0),
+     (3, 10, 0.2, 0.2), (1, 1, 1.0, 1.0), (1, 2, 1.0, 0.5), (1, 0, 1.0, 1.0), (4, 0, 0.5, 0.5)],
+)  # fmt: skip
+def test_the_kl_weight_warms_up_linearly_to_its_cap(epoch, warmup, max_beta, beta):
+    """beta = min(epoch / warmup, max_beta) (the Sylvester code's annealing; no warm-up when
+    ``warmup`` is 0)."""
+    from bnaf.vae.train import warmup_beta
+
+    assert warmup_beta(epoch, warmup, max_beta) == pytest.approx(beta, abs=1e-12)
+
+
+def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path):
+    """A checkpoint stays valid when only how the run is evaluated (or where its resources come
+    from) changes, and is set aside when anything that changes training does."""
+    import argparse
+    import dataclasses
+
+    import torch
+
+    from bnaf.vae.params import load_vae
+    from bnaf.vae.train import run_fingerprint
+
+    params = load_vae(tiny_params(tmp_path / "p.yaml"))
+    ns = argparse.Namespace(dataset="freyfaces", config="bnaf-K2-H1d", seed=1)
+    x = {"train": torch.zeros(4, 3), "valid": torch.ones(2, 3)}
+    cpu = torch.device("cpu")
+    base = run_fingerprint(params, ns, x, cpu)
+    resources = dataclasses.replace(params.resources, threads=params.resources.threads + 1)
+    same = dict(nll_samples={"freyfaces": 9}, nll_chunk=3, eval_batch=7, test_subset=5,
+                device="cuda", resources=resources)  # fmt: skip
+    for key, value in same.items():
+        changed = dataclasses.replace(params, **{key: value})
+        assert run_fingerprint(changed, ns, x, cpu) == base, key
+    other = dict(lr=params.lr * 2, batch_size=params.batch_size + 1, max_beta=0.5,
+                 warmup_epochs=params.warmup_epochs + 1, max_epochs=params.max_epochs + 1,
+                 early_stopping_epochs=params.early_stopping_epochs + 1, latent=4,
+                 adamax_eps=1e-3, train_subset=30, valid_subset=9)  # fmt: skip
+    for key, value in other.items():
+        changed = dataclasses.replace(params, **{key: value})
+        assert run_fingerprint(changed, ns, x, cpu) != base, key
+    for key, value in dict(dataset="mnist", config="vae", seed=2).items():
+        assert (
+            run_fingerprint(params, argparse.Namespace(**{**vars(ns), key: value}), x, cpu) != base
+        )
+    assert run_fingerprint(params, ns, {**x, "valid": torch.zeros(2, 3)}, cpu) != base
