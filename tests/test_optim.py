@@ -126,8 +126,9 @@ def test_adam_agrees_with_torch_adam_when_eps_is_zero(amsgrad: bool) -> None:
     assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("mode,cooldown", [("abs", 10), ("abs", 0), ("rel", 0)])
 @pytest.mark.parametrize("seed", range(5))
-def test_plateau_decays_match_torch_reduce_lr_on_plateau(seed: int) -> None:
+def test_plateau_decays_match_torch_reduce_lr_on_plateau(seed: int, mode, cooldown) -> None:
     # The authors' scheduler subclasses torch's ReduceLROnPlateau: without reloads and early
     # stopping, our schedule + decayed_lr must give torch's learning rates epoch by epoch.
     gen = torch.Generator().manual_seed(seed)
@@ -135,10 +136,11 @@ def test_plateau_decays_match_torch_reduce_lr_on_plateau(seed: int) -> None:
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=1e-2)
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, factor=0.5, patience=20, cooldown=10, min_lr=5e-4, threshold=1e-4,
-        threshold_mode="abs",
+        opt, factor=0.5, patience=20, cooldown=cooldown, min_lr=5e-4, threshold=3e-3,
+        threshold_mode=mode,
     )  # fmt: skip
-    ours, lr = PlateauSchedule(20, 10, 10_000, 1e-4, "abs"), 1e-2
+    # a threshold near a step's size, so that "abs" and "rel" (x 3.0) tell apart
+    ours, lr = PlateauSchedule(20, cooldown, 10_000, 3e-3, mode), 1e-2
     for loss in losses:
         ref.step(loss)
         if ours.step(loss).reduce:
@@ -179,3 +181,10 @@ def test_the_fused_adam_is_the_same_update_up_to_rounding(amsgrad: bool, dtype) 
         for k, v in sa["state"][i].items():
             torch.testing.assert_close(sb["state"][i][k], v, rtol=0, atol=tol)
     assert float((fused[0].detach() - start).abs().max()) > 0.05  # and both moved
+
+
+def test_the_reference_adam_is_the_default() -> None:
+    """The fused step is asked for (``uci.train.fused_adam: true``); the default is the
+    reference update, which every other caller and the tests' references get."""
+    p = nn.Parameter(torch.zeros(3))
+    assert Adam([p]).fused is False
