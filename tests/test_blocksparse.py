@@ -150,6 +150,14 @@ def test_panels_only_where_they_pay() -> None:
     assert panels_for(63, 1260, 63, cpu) == 1 and panels_for(63, 63, 1260, cpu) == 1
     for d, k in GRID:
         assert panels_for(d, d * k, d * k, cpu) <= d
+    # the documented edges: 4 block rows at least, MIN_ENTRIES entries at least, the CPU only
+    from bnaf.flows.blocksparse import MIN_ENTRIES
+
+    assert panels_for(4, 1024, 1024, cpu) == 4 and panels_for(3, 1024, 1024, cpu) == 1
+    assert panels_for(8, MIN_ENTRIES // 1024, 1024, cpu) == 4
+    assert panels_for(8, MIN_ENTRIES // 1024 - 1, 1024, cpu) == 1
+    for device in ("cuda", "meta"):  # a GPU keeps the dense product (fewer launches)
+        assert panels_for(63, 1260, 1260, torch.device(device)) == 1
 
 
 def test_panels_choose_the_product(monkeypatch) -> None:
