@@ -105,6 +105,23 @@ def test_plateau_is_reduce_lr_on_plateau() -> None:
     assert len(lrs) > 3 and min(lrs) == opt.min_lr  # several decays, down to the floor
 
 
+def test_a_decay_smaller_than_torchs_eps_is_ignored_as_torch_ignores_it() -> None:
+    """``ReduceLROnPlateau`` skips a decay that would change the rate by less than its eps
+    (1e-8): with ``min_lr`` 5e-9 below the rate, the rate never moves."""
+    opt = _opt("adam", True, 0.0)
+    opt.threshold, opt.min_lr = 0.05, opt.lr - 5e-9
+    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        ref_opt, factor=opt.decay, patience=opt.patience, min_lr=opt.min_lr,
+        threshold=opt.threshold, threshold_mode="abs",
+    )  # fmt: skip
+    mine = Plateau(opt)
+    for _ in range(4 * (opt.patience + 1)):  # a flat loss: a decay is due several times
+        mine.step(1.0)
+        ref.step(1.0)
+        assert mine.lr == ref_opt.param_groups[0]["lr"] == opt.lr
+
+
 @pytest.mark.float32
 def test_state_and_restore_continue_bit_for_bit() -> None:
     opt, members = _opt("rmsprop", False, 0.9), 2
