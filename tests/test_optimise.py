@@ -82,14 +82,20 @@ def test_one_run_is_torch_optim_and_skips_parameters_without_gradient() -> None:
         assert torch.equal(p, q)
 
 
-def test_plateau_is_reduce_lr_on_plateau() -> None:
-    opt = _opt("adam", True, 0.0)
-    opt.threshold, opt.min_lr = 0.05, 1e-3
+def _torch_plateau(opt):  # type: ignore[no-untyped-def]
+    """torch's ``ReduceLROnPlateau`` as the toy runs' section asks for it, on a dummy SGD."""
     ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
     ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
         ref_opt, factor=opt.decay, patience=opt.patience, min_lr=opt.min_lr,
         threshold=opt.threshold, threshold_mode="abs",
     )  # fmt: skip
+    return ref_opt, ref
+
+
+def test_plateau_is_reduce_lr_on_plateau() -> None:
+    opt = _opt("adam", True, 0.0)
+    opt.threshold, opt.min_lr = 0.05, 1e-3
+    ref_opt, ref = _torch_plateau(opt)
     mine = Plateau(opt)
     gen = torch.Generator().manual_seed(2)
     # a loss that improves, stalls (within the threshold), improves again and then stalls
@@ -110,11 +116,7 @@ def test_a_decay_smaller_than_torchs_eps_is_ignored_as_torch_ignores_it() -> Non
     (1e-8): with ``min_lr`` 5e-9 below the rate, the rate never moves."""
     opt = _opt("adam", True, 0.0)
     opt.threshold, opt.min_lr = 0.05, opt.lr - 5e-9
-    ref_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=opt.lr)
-    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        ref_opt, factor=opt.decay, patience=opt.patience, min_lr=opt.min_lr,
-        threshold=opt.threshold, threshold_mode="abs",
-    )  # fmt: skip
+    ref_opt, ref = _torch_plateau(opt)
     mine = Plateau(opt)
     for _ in range(4 * (opt.patience + 1)):  # a flat loss: a decay is due several times
         mine.step(1.0)

@@ -62,7 +62,9 @@ def _standardise_np(trn: np.ndarray, val: np.ndarray, tst: np.ndarray) -> Prepar
     """Train+validation statistics, numpy's ddof 0 (POWER, MINIBOONE)."""
     both = np.vstack((trn, val))
     mu, s = both.mean(axis=0), both.std(axis=0)
-    return _splits((trn - mu) / s, (val - mu) / s, (tst - mu) / s)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant column: refused below
+        scaled = (trn - mu) / s, (val - mu) / s, (tst - mu) / s
+    return _splits(*scaled)
 
 
 def _splits(trn: np.ndarray, val: np.ndarray, tst: np.ndarray) -> Prepared:
@@ -152,9 +154,14 @@ def prepare_hepmass(raw_dir: Path) -> Prepared:
         # MAF's pandas arithmetic aligns by label: a mismatch would silently give NaN columns.
         only_train = [str(c) for c in trn.columns if c not in tst.columns]
         only_test = [str(c) for c in tst.columns if c not in trn.columns]
+        how = (
+            f"only in train: {only_train}; only in test: {only_test}"
+            if only_train or only_test
+            else "the same columns in another order"
+        )
         raise BnafError(
             f"hepmass: after MAF's column drops the test file's columns differ from the train "
-            f"file's (only in train: {only_train}; only in test: {only_test}; else the order)"
+            f"file's ({how})"
         )
     mu, s = trn.mean(), trn.std()  # pandas: ddof 1, train statistics for both files
     x_trn = ((trn - mu) / s).to_numpy(dtype=np.float64)
