@@ -416,3 +416,15 @@ def test_a_constant_column_is_refused_not_divided_by_zero(tmp_path):
 def test_a_recipe_without_its_raw_file_says_which_stage_makes_it(tmp_path):
     with pytest.raises(BnafError, match=r"raw file not found: .*hepmass/1000_train.csv \(run"):
         uci.prepare_hepmass(tmp_path)
+
+
+def test_hepmass_files_without_features_or_signal_rows_are_one_error(tmp_path):
+    folder = tmp_path / "hepmass"
+    folder.mkdir()
+    (folder / "1000_train.csv").write_text("# label,f0\n" + "1,0.5\n" * 20)
+    (folder / "1000_test.csv").write_bytes(b"\x00\x01garbage")  # one column
+    with pytest.raises(BnafError, match=r"1000_test.csv: 1 column\(s\), expected 3\+"):
+        uci.prepare_hepmass(tmp_path)
+    (folder / "1000_test.csv").write_text("# label,f0,mass\n" + "0,0.5,1000\n" * 20)
+    with pytest.raises(BnafError, match=r"1000_test.csv: 0 rows labelled 1, expected 10\+"):
+        uci.prepare_hepmass(tmp_path)

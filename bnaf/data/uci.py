@@ -147,8 +147,15 @@ def prepare_hepmass(raw_dir: Path) -> Prepared:
     folder = raw_dir / "hepmass"
     trn = _read_csv(folder / "1000_train.csv")
     tst = _read_csv(folder / "1000_test.csv")
+    # a label column and features; the test file also ends in the mass column MAF drops
+    for name, frame, least in (("1000_train.csv", trn, 2), ("1000_test.csv", tst, 3)):
+        if frame.shape[1] < least:
+            raise BnafError(f"{folder / name}: {frame.shape[1]} column(s), expected {least}+")
     trn = trn[trn[trn.columns[0]] == 1].drop(columns=trn.columns[0])
     tst = tst[tst[tst.columns[0]] == 1].drop(columns=tst.columns[0])
+    for name, frame in (("1000_train.csv", trn), ("1000_test.csv", tst)):
+        if frame.shape[0] < 10:  # MAF keeps the signal (label 1) rows; the validation is 10%
+            raise BnafError(f"{folder / name}: {frame.shape[0]} rows labelled 1, expected 10+")
     tst = tst.drop(columns=tst.columns[-1])  # the test file has one column too many (MAF)
     if list(tst.columns) != list(trn.columns):
         # MAF's pandas arithmetic aligns by label: a mismatch would silently give NaN columns.
