@@ -1,0 +1,182 @@
+"""The VAE's training loop (Section 5.4, van den Berg et al.'s procedure): which batches an epoch
+trains on, the KL weight each step gets, when early stopping ends a run, and that the reported
+figures are what the saved model gives on the splits they name.
+
+The training step and the validation figures are scripted where a rule is checked, so the
+expected epochs, batch sizes and betas are worked out by hand from the rule, not read back from
+a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from test_vae_train import args as vae_args
+from test_vae_train import frey_status, tiny_params
+
+import bnaf.vae.train
+from bnaf.cli import main
+from bnaf.data.images import load_images
+from bnaf.flows import count_parameters
+from bnaf.vae.evaluate import importance_nll, negative_elbo
+from bnaf.vae.params import load_vae
+from bnaf.vae.train import build_model
+
+pytestmark = [pytest.mark.float32, pytest.mark.usefixtures("one_thread")]
+
+TRAIN = 32  # training rows of frey_status(n=40) (tests/test_vae_train.py)
+
+
+def _scripted_run(tmp_path: Path, monkeypatch, losses: list[float], **params) -> tuple[dict, list]:
+    """Run ``vae train`` with validation -ELBO scripted to ``losses`` (per epoch) and a training
+    step that records ``(batch size, beta)`` and returns ``size**2`` as the batch's summed loss."""
+    steps: list[tuple[int, float]] = []
+    calls = iter(losses)
+    real = bnaf.vae.train.negative_elbo
+
+    def step(model, optimiser, batch, beta):
+        steps.append((batch.shape[0], beta))
+        return torch.tensor(float(batch.shape[0] ** 2), dtype=torch.float64)
+
+    def validation(model, data, batch_size=100, beta=1.0):
+        value = next(calls, None)
+        if value is None:  # the final evaluation
+            return real(model, data, batch_size, beta)
+        return torch.full((data.shape[0],), value)
+
+    monkeypatch.setattr(bnaf.vae.train, "train_step", step)
+    monkeypatch.setattr(bnaf.vae.train, "negative_elbo", validation)
+    p = tiny_params(tmp_path / "vae.yaml", **params)
+    out = tmp_path / "run"
+    assert main(vae_args(p, frey_status(tmp_path), out)) == 0
+    return json.loads((out / "metrics.json").read_text()), steps
+
+
+# (warm-up, early-stopping epochs, max epochs, validation per epoch,
+#  epochs run, best epoch, stopped early): worked out from the rule of the Sylvester code,
+#  "patience grows after each epoch >= warm-up without improvement; stop once it exceeds the
+#  early-stopping epochs" (``params`` keep them >= 1)
+STOPS = [
+    (3, 2, 8, [5.0, 4.0, 4.5, 4.625, 4.75, 4.875, 4.9375, 5.0], 5, 2, True),
+    # worse epochs during the warm-up do not count; an improvement resets the count
+    (4, 1, 10, [5.0, 6.0, 7.0, 8.0, 3.0, 3.5, 3.625, 3.75, 3.875, 3.9375], 7, 5, True),
+    (1, 1, 10, [5.0, 6.0, 4.0, 4.5, 4.25, 1.0, 2.0, 3.0, 4.0, 5.0], 5, 3, True),
+    # equal is not better: it counts as an epoch without improvement
+    (1, 1, 10, [5.0, 5.0, 5.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0], 3, 1, True),
+    # the last epoch is reached before patience runs out
+    (1, 2, 3, [1.0, 2.0, 3.0], 3, 1, False),
+    (1, 50, 4, [1.0, 2.0, 3.0, 4.0], 4, 1, False),
+]
+
+
+@pytest.mark.parametrize("warmup, patience, max_epochs, losses, run, best, early", STOPS)
+def test_early_stopping_counts_only_after_the_warm_up(
+    tmp_path, monkeypatch, warmup, patience, max_epochs, losses, run, best, early
+):
+    metrics, _ = _scripted_run(
+        tmp_path, monkeypatch, losses, warmup_epochs=warmup, early_stopping_epochs=patience,
+        max_epochs=max_epochs, max_beta=1.0,
+    )  # fmt: skip
+    assert (metrics["epochs_run"], metrics["best_epoch"]) == (run, best)
+    assert metrics["stopped_early"] is early
+    assert [h["valid"] for h in metrics["history"]] == losses[:run]
+    assert [h["epoch"] for h in metrics["history"]] == list(range(1, run + 1))
+
+
+def test_each_epoch_trains_every_batch_with_its_kl_weight(tmp_path, monkeypatch):
+    """32 rows in batches of 10: 10, 10, 10 and a last batch of 2, every epoch; beta =
+    min(epoch / warm-up, max_beta) for every step of the epoch; the epoch's training loss is
+    the per-sample mean of the batches' summed losses."""
+    metrics, steps = _scripted_run(
+        tmp_path, monkeypatch, [3.0, 2.0, 1.0, 0.5], warmup_epochs=4, max_beta=0.6,
+        max_epochs=4, early_stopping_epochs=50, batch_size=10,
+    )  # fmt: skip
+    betas = [0.25, 0.5, 0.6, 0.6]
+    assert steps == [(size, beta) for beta in betas for size in (10, 10, 10, 2)]
+    history = metrics["history"]
+    assert [h["beta"] for h in history] == betas
+    assert [h["train"] for h in history] == [(3 * 100 + 4) / TRAIN] * 4
+    with open(Path(tmp_path / "run" / "history.csv"), newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["valid"]) for r in rows] == [3.0, 2.0, 1.0, 0.5]
+    assert [float(r["train"]) for r in rows] == [h["train"] for h in history]
+
+
+def test_a_non_finite_validation_loss_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys):
+    real = bnaf.vae.train.negative_elbo
+    calls = iter([4.0, math.nan])
+
+    def validation(model, data, batch_size=100, beta=1.0):
+        value = next(calls, None)
+        return real(model, data, batch_size, beta) if value is None else torch.full(
+            (data.shape[0],), value
+        )
+
+    monkeypatch.setattr(bnaf.vae.train, "negative_elbo", validation)
+    p = tiny_params(tmp_path / "vae.yaml", max_epochs=3)
+    out = tmp_path / "run"
+    assert main(vae_args(p, frey_status(tmp_path), out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "validation loss became nan at epoch 2" in err[0]
+    assert str(out) in err[0]
+    assert not (out / "metrics.json").exists()
+
+
+def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
+    """Rebuild the saved model and evaluate it as the run says it did (noise seeded with
+    ``seed + 1``; test -ELBO, then the importance-sampled NLL, then the validation -ELBO): the
+    metrics must be those numbers, in nats and in bits per dimension (Frey faces, 560 pixels)."""
+    p = tiny_params(tmp_path / "vae.yaml", max_epochs=2, nll_samples={"freyfaces": 5})
+    status = frey_status(tmp_path)
+    out = tmp_path / "run"
+    assert main(vae_args(p, status, out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    blob = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
+
+    params = load_vae(p)
+    paths = json.loads(status.read_text())["paths"]
+    data = load_images("freyfaces", paths, 1, params.check_sizes)
+    assert blob["config"] == {
+        "dataset": "freyfaces", "name": "bnaf-K2-H1d", "shape": list(data.shape),
+        "likelihood": "categorical", "latent": params.latent,
+        "flow": blob["config"]["flow"],
+    }  # fmt: skip
+    model = build_model(params, "bnaf-K2-H1d", data.shape, data.likelihood, 1)
+    model.load_state_dict(blob["state_dict"])
+    test, valid = torch.from_numpy(data.test), torch.from_numpy(data.valid)
+    torch.manual_seed(2)
+    test_elbo = negative_elbo(model, test, params.eval_batch)
+    test_nll = importance_nll(model, test, 5, params.nll_chunk)
+    valid_elbo = negative_elbo(model, valid, params.eval_batch)
+
+    bits = 560 * math.log(2.0)
+    expected = {
+        "test_neg_elbo_nats": float(test_elbo.mean()),
+        "test_nll_nats": float(test_nll.mean()),
+        "test_neg_elbo": float(test_elbo.mean()) / bits,
+        "test_nll": float(test_nll.mean()) / bits,
+        "valid_neg_elbo": float(valid_elbo.mean()) / bits,
+    }
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-6), key
+    assert metrics["unit"] == "bits/dim" and metrics["nll_samples"] == 5
+    assert metrics["test_nll"] < metrics["test_neg_elbo"]  # S > 1 tightens the bound
+    assert metrics["sizes"] == {"train": TRAIN, "valid": len(data.valid), "test": len(data.test)}
+    counts = metrics["parameters"]
+    assert counts["total"] == count_parameters(model)
+    assert counts["flow_and_heads"] == count_parameters(model.flow) + count_parameters(
+        model.amortise
+    )
+    assert 0 < counts["flow_and_heads"] < counts["total"]
+    assert metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
+    assert metrics["timing"]["train_wall_s"] == pytest.approx(
+        sum(h["wall_s"] for h in metrics["history"])
+    )
+    assert (metrics["dataset"], metrics["config"], metrics["seed"]) == (
+        "freyfaces", "bnaf-K2-H1d", 1,
+    )  # fmt: skip
