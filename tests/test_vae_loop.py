@@ -113,8 +113,10 @@ def test_a_non_finite_validation_loss_stops_the_run_with_one_line(tmp_path, monk
 
     def validation(model, data, batch_size=100, beta=1.0):
         value = next(calls, None)
-        return real(model, data, batch_size, beta) if value is None else torch.full(
-            (data.shape[0],), value
+        return (
+            real(model, data, batch_size, beta)
+            if value is None
+            else torch.full((data.shape[0],), value)
         )
 
     monkeypatch.setattr(bnaf.vae.train, "negative_elbo", validation)
