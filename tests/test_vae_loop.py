@@ -23,6 +23,7 @@ import bnaf.vae.train
 from bnaf.cli import main
 from bnaf.data.images import load_images
 from bnaf.flows import count_parameters
+from bnaf.vae.differences import DIFFERENCES
 from bnaf.vae.evaluate import importance_nll, negative_elbo
 from bnaf.vae.params import load_vae
 from bnaf.vae.train import build_model
@@ -145,10 +146,10 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
     data = load_images("freyfaces", paths, 1, params.check_sizes)
     assert blob["config"] == {
         "dataset": "freyfaces", "name": "bnaf-K2-H1d", "shape": list(data.shape),
-        "likelihood": "categorical", "latent": params.latent,
-        "flow": blob["config"]["flow"],
+        "likelihood": "categorical", "latent": params.latent, "flow": blob["config"]["flow"],
     }  # fmt: skip
     model = build_model(params, "bnaf-K2-H1d", data.shape, data.likelihood, 1)
+    assert blob["config"]["flow"] == model.flow.config
     model.load_state_dict(blob["state_dict"])
     test, valid = torch.from_numpy(data.test), torch.from_numpy(data.valid)
     torch.manual_seed(2)
@@ -179,6 +180,7 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
     assert metrics["timing"]["train_wall_s"] == pytest.approx(
         sum(h["wall_s"] for h in metrics["history"])
     )
-    assert (metrics["dataset"], metrics["config"], metrics["seed"]) == (
-        "freyfaces", "bnaf-K2-H1d", 1,
+    assert (metrics["part"], metrics["dataset"], metrics["config"], metrics["seed"]) == (
+        "vae", "freyfaces", "bnaf-K2-H1d", 1,
     )  # fmt: skip
+    assert metrics["budget"] == params.budget and metrics["differences"] == DIFFERENCES
