@@ -28,6 +28,7 @@ from bnaf.flows import (
     logjac,
     save_flow,
 )
+from bnaf.flows.chain import chain_scaled
 from bnaf.flows.logjac import fallback_decision, log_matvec
 
 DIMS, LAYERS, FACTORS = (1, 2, 5), (1, 2, 3), (1, 3)
@@ -486,6 +487,31 @@ def test_units_saturated_to_a_subnormal_jacobian_fall_back() -> None:
     _, log_g = flow.transform(x)
     expected = 4 * (math.log(2.0) - 25.5 - math.log1p(math.exp(-51.0)))
     assert abs(log_g.item() - expected) < 1e-4
+
+
+def test_scaled_chain_keeps_its_margin_above_underflow() -> None:
+    """The scaled chain hands a Jacobian over to the log-domain chain within a factor
+    1/sqrt(tiny) of underflow, not only at it: there, terms flushed to zero (flush-to-zero
+    arithmetic, or terms below the smallest subnormal) could be a large part of the sum. Two
+    units at 15 give 16 exp(-60), about 1.4e-25 in float32: normal, far above float32's
+    smallest normal (1.2e-38), but below its square root (1.1e-19)."""
+    flow = BlockFlow(1, layers=2, hidden_factor=1, residual="none").float()
+    with torch.no_grad():
+        for linear in flow.linears:  # 1 x 1 blocks: w = exp(log_scale) = 1, no bias
+            linear.log_scale.zero_()
+            linear.bias.zero_()
+        flow.linears[1].bias.fill_(14.0)  # tanh(15) + 14 = 15 at the second unit
+    near = torch.tensor([[15.0]], dtype=torch.float32)
+    fine = torch.tensor([[0.0]], dtype=torch.float32)
+    assert flow._transform_scaled(near) is None
+    assert flow._transform_scaled(fine) is not None
+    both = torch.cat([near, fine])
+    _, deferred = chain_scaled(both, list(flow.linears), list(flow.activations), 1, defer=True)
+    assert torch.isnan(deferred[0]).all() and torch.isfinite(deferred[1]).all()
+    _, log_g = flow.transform(both)
+    expected = 4 * (math.log(2.0) - 15.0 - math.log1p(math.exp(-30.0)))
+    assert abs(log_g[0].item() - expected) < 1e-4
+    torch.testing.assert_close(log_g[1], flow._transform_scaled(fine)[1][0], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("sizes", [(0, 1, 2), (2, 0, 2), (2, 1, 0)])
