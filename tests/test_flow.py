@@ -489,6 +489,29 @@ def test_units_saturated_to_a_subnormal_jacobian_fall_back() -> None:
     assert abs(log_g.item() - expected) < 1e-4
 
 
+class _LogDerivativeOnly(torch.nn.Module):
+    """A user's activation that gives ``(y, log dy/dx)`` only, without ``with_derivative``."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return Tanh()(x)
+
+
+@pytest.mark.parametrize("where", ["host", "device"])
+def test_an_activation_without_a_linear_derivative_takes_the_log_chain(where: str) -> None:
+    """The scaled chain needs each activation's derivative in the linear domain; an activation
+    that gives only its log-derivative is chained in the log domain, wherever the fallback is
+    decided, and gives the same flow as the built-in one."""
+    torch.manual_seed(0)
+    flow = BlockFlow(3, layers=2, hidden_factor=2)
+    x = torch.randn(8, 3)
+    acts = [_LogDerivativeOnly() for _ in flow.activations]
+    with fallback_decision(where):
+        y, log_g = bnaf.flows.chain.chain(x, list(flow.linears), acts, 3)
+    y_ref, log_ref = flow._transform_log(x)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(log_g, log_ref, rtol=0, atol=0)
+
+
 def test_scaled_chain_keeps_its_margin_above_underflow() -> None:
     """The scaled chain hands a Jacobian over to the log-domain chain within a factor
     1/sqrt(tiny) of underflow, not only at it: there, terms flushed to zero (flush-to-zero
