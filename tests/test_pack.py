@@ -122,3 +122,32 @@ def test_pack_refuses_what_it_cannot_train(tmp_path: Path) -> None:
         train_pack(p, "energy", ["U1", "U1"], "planar", [tmp_path / "a", tmp_path / "b"], **QUIET)
     with pytest.raises(BnafError, match="bnaf runs train one at a time"):
         train_pack(p, "energy", ["U1", "U2"], "bnaf", [tmp_path / "a", tmp_path / "b"], **QUIET)
+
+
+@pytest.mark.float32
+def test_each_logged_loss_is_the_mean_of_its_members_steps_since_the_last_row(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A history row holds, per member, the mean of that member's step losses since the row
+    before: 45 steps logged every 10 give rows at 10, 20, 30, 40 and a last one of 5 steps."""
+    import bnaf.toy.fit
+
+    steps: list[list[float]] = []
+    real = bnaf.toy.fit.train_step
+
+    def recorded(*args, **kwargs) -> list[float]:
+        steps.append(real(*args, **kwargs))
+        return steps[-1]
+
+    monkeypatch.setattr(bnaf.toy.fit, "train_step", recorded)
+    kind, model, targets = PACKS[1]
+    p = _params(iterations=45, log_every=10)
+    packed = train_pack(p, kind, targets, model, [tmp_path / t for t in targets], **QUIET)
+    assert len(steps) == 45
+    bounds = [(0, 10), (10, 20), (20, 30), (30, 40), (40, 45)]
+    for i, run in enumerate(packed):
+        assert [row["iteration"] for row in run["history"]] == [b for _, b in bounds]
+        for row, (a, b) in zip(run["history"], bounds):
+            mean = sum(s[i] for s in steps[a:b]) / (b - a)
+            assert row["loss"] == pytest.approx(mean, rel=1e-12), (i, b)
+    assert len({run["history"][0]["loss"] for run in packed}) == len(targets)
