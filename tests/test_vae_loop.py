@@ -184,3 +184,30 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
         "vae", "freyfaces", "bnaf-K2-H1d", 1,
     )  # fmt: skip
     assert metrics["budget"] == params.budget and metrics["differences"] == DIFFERENCES
+
+
+def test_a_training_step_returns_its_batchs_summed_loss_and_steps_on_its_mean():
+    """Eq. 12 per image, ``-log p(x|z_K) + beta (log q - log p(z_K))``: the step returns the
+    batch's sum (the epoch's per-sample mean is built from it) and descends on the batch mean,
+    from gradients cleared first (a stale gradient must not leak into the step)."""
+    from bnaf.vae.model import VAE
+    from bnaf.vae.train import train_step
+
+    torch.manual_seed(0)
+    model, reference = VAE((1, 28, 28), "bernoulli", 4), VAE((1, 28, 28), "bernoulli", 4)
+    reference.load_state_dict(model.state_dict())
+    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3))
+    beta, noise = 0.25, torch.get_rng_state()
+    log_px, kl = reference.terms(x)
+    expected = -log_px + beta * kl
+    expected.mean().backward()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)  # stale
+    before = {k: v.clone() for k, v in model.named_parameters()}
+    torch.set_rng_state(noise)  # the same posterior sample as the reference's
+    got = train_step(model, torch.optim.SGD(model.parameters(), lr=1.0), x, beta)
+    assert got.dtype == torch.float64 and got.shape == () and not got.requires_grad
+    assert float(got) == pytest.approx(float(expected.detach().sum()), rel=1e-5)
+    for name, p in reference.named_parameters():
+        step = before[name] - dict(model.named_parameters())[name].detach()
+        torch.testing.assert_close(step, p.grad, rtol=1e-4, atol=1e-6, msg=name)
