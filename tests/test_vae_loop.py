@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -130,14 +131,19 @@ def test_a_non_finite_validation_loss_stops_the_run_with_one_line(tmp_path, monk
     assert not (out / "metrics.json").exists()
 
 
-def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
+@pytest.mark.parametrize("config", ["bnaf-K2-H1d", "vae"])
+def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path, config):
     """Rebuild the saved model and evaluate it as the run says it did (noise seeded with
     ``seed + 1``; test -ELBO, then the importance-sampled NLL, then the validation -ELBO): the
     metrics must be those numbers, in nats and in bits per dimension (Frey faces, 560 pixels)."""
     p = tiny_params(tmp_path / "vae.yaml", max_epochs=2, nll_samples={"freyfaces": 5})
     status = frey_status(tmp_path)
     out = tmp_path / "run"
-    assert main(vae_args(p, status, out)) == 0
+    argv = vae_args(p, status, out)
+    argv[argv.index("--config") + 1] = config
+    started = time.perf_counter()
+    assert main(argv) == 0
+    took = time.perf_counter() - started
     metrics = json.loads((out / "metrics.json").read_text())
     blob = torch.load(out / "model.pt", map_location="cpu", weights_only=True)
 
@@ -145,11 +151,11 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
     paths = json.loads(status.read_text())["paths"]
     data = load_images("freyfaces", paths, 1, params.check_sizes)
     assert blob["config"] == {
-        "dataset": "freyfaces", "name": "bnaf-K2-H1d", "shape": list(data.shape),
+        "dataset": "freyfaces", "name": config, "shape": list(data.shape),
         "likelihood": "categorical", "latent": params.latent, "flow": blob["config"]["flow"],
     }  # fmt: skip
-    model = build_model(params, "bnaf-K2-H1d", data.shape, data.likelihood, 1)
-    assert blob["config"]["flow"] == model.flow.config
+    model = build_model(params, config, data.shape, data.likelihood, 1)
+    assert blob["config"]["flow"] == (None if model.flow is None else model.flow.config)
     model.load_state_dict(blob["state_dict"])
     test, valid = torch.from_numpy(data.test), torch.from_numpy(data.valid)
     torch.manual_seed(2)
@@ -172,16 +178,22 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path):
     assert metrics["sizes"] == {"train": TRAIN, "valid": len(data.valid), "test": len(data.test)}
     counts = metrics["parameters"]
     assert counts["total"] == count_parameters(model)
-    assert counts["flow_and_heads"] == count_parameters(model.flow) + count_parameters(
-        model.amortise
-    )
-    assert 0 < counts["flow_and_heads"] < counts["total"]
+    if model.flow is None:  # the plain VAE: no flow, nothing amortised
+        assert counts["flow_and_heads"] == counts["values_predicted_per_datapoint"] == 0
+    else:
+        heads = count_parameters(model.flow) + count_parameters(model.amortise)
+        assert counts["flow_and_heads"] == heads and 0 < heads < counts["total"]
+        assert counts["values_predicted_per_datapoint"] == model.flow.n_amortised > 0
     assert metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
     assert metrics["timing"]["train_wall_s"] == pytest.approx(
         sum(h["wall_s"] for h in metrics["history"])
     )
+    # every timing is a duration within the run (CPU seconds: at most its threads' share)
+    threads = params.resources.threads
+    for key, seconds in metrics["timing"].items():
+        assert 0 <= seconds <= took * max(threads, 1) + 0.5, key
     assert (metrics["part"], metrics["dataset"], metrics["config"], metrics["seed"]) == (
-        "vae", "freyfaces", "bnaf-K2-H1d", 1,
+        "vae", "freyfaces", config, 1,
     )  # fmt: skip
     assert metrics["budget"] == params.budget and metrics["differences"] == DIFFERENCES
 
