@@ -151,3 +151,15 @@ def test_each_logged_loss_is_the_mean_of_its_members_steps_since_the_last_row(
             mean = sum(s[i] for s in steps[a:b]) / (b - a)
             assert row["loss"] == pytest.approx(mean, rel=1e-12), (i, b)
     assert len({run["history"][0]["loss"] for run in packed}) == len(targets)
+
+
+def test_the_loops_lines_go_to_the_runs_log_and_nowhere_else(tmp_path: Path, capsys) -> None:
+    """Snakemake keeps a run's log from what the run logs: every line of the loop (one per
+    logged iteration and member) goes to the ``log`` given, none straight to the terminal."""
+    lines: list[str] = []
+    kind, model, targets = PACKS[1]
+    p = _params(iterations=30, log_every=10)
+    train_pack(p, kind, targets[:2], model, [tmp_path / t for t in targets[:2]], log=lines.append)
+    assert capsys.readouterr().out == ""
+    iters = [line.split()[1] for line in lines if line.startswith("iter ")]
+    assert iters == ["10", "10", "20", "20", "30", "30"]

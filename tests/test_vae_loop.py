@@ -15,6 +15,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_vae_train import args as vae_args
@@ -31,19 +32,21 @@ from bnaf.vae.train import build_model
 
 pytestmark = [pytest.mark.float32, pytest.mark.usefixtures("one_thread")]
 
+ODD = 1 + 2**-40  # exact in float64, rounded to 1 in float32
 TRAIN = 32  # training rows of frey_status(n=40) (tests/test_vae_train.py)
 
 
 def _scripted_run(tmp_path: Path, monkeypatch, losses: list[float], **params) -> tuple[dict, list]:
     """Run ``vae train`` with validation -ELBO scripted to ``losses`` (per epoch) and a training
-    step that records ``(batch size, beta)`` and returns ``size**2`` as the batch's summed loss."""
+    step that records ``(batch size, beta)`` and returns ``size**2 (1 + 2**-40)`` as the batch's
+    summed loss (exact in float64, not in float32: the epoch's sum must be kept in float64)."""
     steps: list[tuple[int, float]] = []
     calls = iter(losses)
     real = bnaf.vae.train.negative_elbo
 
     def step(model, optimiser, batch, beta):
         steps.append((batch.shape[0], beta))
-        return torch.tensor(float(batch.shape[0] ** 2), dtype=torch.float64)
+        return torch.tensor(batch.shape[0] ** 2 * ODD, dtype=torch.float64)
 
     def validation(model, data, batch_size=100, beta=1.0):
         value = next(calls, None)
@@ -102,7 +105,7 @@ def test_each_epoch_trains_every_batch_with_its_kl_weight(tmp_path, monkeypatch)
     assert steps == [(size, beta) for beta in betas for size in (10, 10, 10, 2)]
     history = metrics["history"]
     assert [h["beta"] for h in history] == betas
-    assert [h["train"] for h in history] == [(3 * 100 + 4) / TRAIN] * 4
+    assert [h["train"] for h in history] == [(3 * 100 + 4) * ODD / TRAIN] * 4
     with open(Path(tmp_path / "run" / "history.csv"), newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [float(r["valid"]) for r in rows] == [3.0, 2.0, 1.0, 0.5]
@@ -223,3 +226,41 @@ def test_a_training_step_returns_its_batchs_summed_loss_and_steps_on_its_mean():
     for name, p in reference.named_parameters():
         step = before[name] - dict(model.named_parameters())[name].detach()
         torch.testing.assert_close(step, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_omniglot_batches_are_binarised_afresh_every_epoch(tmp_path, monkeypatch):
+    """Omniglot's training images stay grey and every batch is drawn ~ Bernoulli(intensity)
+    as it is trained on (dynamic binarisation), so one image is binarised differently from
+    one epoch to the next."""
+    from scipy.io import savemat
+
+    from bnaf.data.images import OMNIGLOT_FILE
+
+    rng = np.random.default_rng(5)
+    mat = tmp_path / OMNIGLOT_FILE[0]
+    mat.parent.mkdir(parents=True)
+    savemat(mat, {"data": rng.random((784, 44)), "testdata": rng.random((784, 6))})
+    status = tmp_path / "omniglot.status.json"
+    status.write_text(json.dumps({"available": True, "paths": {OMNIGLOT_FILE[0]: str(mat)}}))
+    seen: list[torch.Tensor] = []
+
+    def step(model, optimiser, batch, beta):
+        seen.append(batch.clone())
+        return torch.zeros((), dtype=torch.float64)
+
+    monkeypatch.setattr(bnaf.vae.train, "train_step", step)
+    p = tiny_params(
+        tmp_path / "vae.yaml",
+        max_epochs=2,
+        batch_size=40,
+        nll_samples={"freyfaces": 4, "omniglot": 2},
+    )
+    argv = vae_args(p, status, tmp_path / "run")
+    argv[argv.index("--dataset") + 1] = "omniglot"
+    assert main(argv) == 0
+    assert len(seen) == 2  # 40 training images (44 less a tenth for validation), one batch
+    for batch in seen:
+        assert set(batch.unique().tolist()) == {0.0, 1.0}
+    # the same 40 images in both epochs (in other orders): binarised once, they would hold the
+    # same number of ones; drawn afresh, the counts differ (about 6,000 each)
+    assert seen[0].sum() != seen[1].sum()
