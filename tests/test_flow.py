@@ -472,17 +472,25 @@ def test_block_flow_takes_the_scaled_chain_on_the_cpu(monkeypatch) -> None:
     torch.testing.assert_close(log_g, log_ref)
 
 
+def _two_units_at(u: float) -> BlockFlow:
+    """A float32 flow of one dimension whose two tanh units both see ``u`` at input ``u``:
+    1 x 1 blocks with ``w = exp(log_scale) = 1``, the second layer's bias ``u - tanh(u)``
+    (about ``u - 1``), no residual; its Jacobian is ``tanh'(u)^2``."""
+    flow = BlockFlow(1, layers=2, hidden_factor=1, residual="none").float()
+    with torch.no_grad():
+        for linear in flow.linears:
+            linear.log_scale.zero_()
+            linear.bias.zero_()
+        flow.linears[1].bias.fill_(u - 1.0)  # tanh(u) = 1 in float32 for these u
+    return flow
+
+
 def test_units_saturated_to_a_subnormal_jacobian_fall_back() -> None:
     """float32: two units at 25.5 each have tanh' = 4 exp(-51), about 3e-22, so their chained
     Jacobian is about 8e-44, a subnormal of some 56 units in the last place (1% off). The scaled
     chain must hand it to the log-domain chain, which gives 2 log tanh'(25.5) = 4 (log 2 - 25.5
     - log1p(exp(-51))) to float32 precision."""
-    flow = BlockFlow(1, layers=2, hidden_factor=1, residual="none").float()
-    with torch.no_grad():
-        for linear in flow.linears:  # 1 x 1 blocks: w = exp(log_scale) = 1, no bias
-            linear.log_scale.zero_()
-            linear.bias.zero_()
-        flow.linears[1].bias.fill_(24.5)  # tanh(25.5) + 24.5 = 25.5 at the second unit
+    flow = _two_units_at(25.5)
     x = torch.tensor([[25.5]], dtype=torch.float32)
     _, log_g = flow.transform(x)
     expected = 4 * (math.log(2.0) - 25.5 - math.log1p(math.exp(-51.0)))
@@ -518,12 +526,7 @@ def test_scaled_chain_keeps_its_margin_above_underflow() -> None:
     arithmetic, or terms below the smallest subnormal) could be a large part of the sum. Two
     units at 15 give 16 exp(-60), about 1.4e-25 in float32: normal, far above float32's
     smallest normal (1.2e-38), but below its square root (1.1e-19)."""
-    flow = BlockFlow(1, layers=2, hidden_factor=1, residual="none").float()
-    with torch.no_grad():
-        for linear in flow.linears:  # 1 x 1 blocks: w = exp(log_scale) = 1, no bias
-            linear.log_scale.zero_()
-            linear.bias.zero_()
-        flow.linears[1].bias.fill_(14.0)  # tanh(15) + 14 = 15 at the second unit
+    flow = _two_units_at(15.0)
     near = torch.tensor([[15.0]], dtype=torch.float32)
     fine = torch.tensor([[0.0]], dtype=torch.float32)
     assert flow._transform_scaled(near) is None
