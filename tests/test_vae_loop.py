@@ -159,6 +159,9 @@ def test_reported_figures_are_the_saved_model_on_the_named_splits(tmp_path, conf
     }  # fmt: skip
     model = build_model(params, config, data.shape, data.likelihood, 1)
     assert blob["config"]["flow"] == (None if model.flow is None else model.flow.config)
+    if model.flow is not None:  # random permutations, when asked for, follow the run's seed
+        assert blob["config"]["flow"]["seed"] == 1
+    assert not list(out.glob("checkpoint*")), "a finished run leaves no checkpoint behind"
     model.load_state_dict(blob["state_dict"])
     test, valid = torch.from_numpy(data.test), torch.from_numpy(data.valid)
     torch.manual_seed(2)
