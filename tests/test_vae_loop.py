@@ -45,6 +45,9 @@ def _scripted_run(tmp_path: Path, monkeypatch, losses: list[float], **params) ->
     real = bnaf.vae.train.negative_elbo
 
     def step(model, optimiser, batch, beta):
+        group = optimiser.param_groups[0]
+        assert isinstance(optimiser, torch.optim.Adamax)  # the Sylvester code's optimiser
+        assert (group["lr"], group["eps"]) == (params_of_run.lr, params_of_run.adamax_eps)
         steps.append((batch.shape[0], beta))
         return torch.tensor(batch.shape[0] ** 2 * ODD, dtype=torch.float64)
 
@@ -56,7 +59,9 @@ def _scripted_run(tmp_path: Path, monkeypatch, losses: list[float], **params) ->
 
     monkeypatch.setattr(bnaf.vae.train, "train_step", step)
     monkeypatch.setattr(bnaf.vae.train, "negative_elbo", validation)
-    p = tiny_params(tmp_path / "vae.yaml", **params)
+    # an lr and eps of their own, not torch's defaults
+    p = tiny_params(tmp_path / "vae.yaml", **({"lr": 3e-4, "adamax_eps": 1e-6} | params))
+    params_of_run = load_vae(p)
     out = tmp_path / "run"
     assert main(vae_args(p, frey_status(tmp_path), out)) == 0
     return json.loads((out / "metrics.json").read_text()), steps
