@@ -157,3 +157,14 @@ def test_mirror(name, sizes, shape):
     assert data.shape == shape and data.train.min() >= 0 and data.train.max() <= 1
     if name != "freyfaces":
         assert set(np.unique(data.test)) == {0.0, 1.0}
+
+
+def test_paths_without_the_datasets_file_are_one_error_line(tmp_path):
+    """A status file written by hand or by another version may name other files: one error
+    naming the file expected and those given, not a KeyError."""
+    other = tmp_path / "frey_rawface.mat"
+    other.write_bytes(b"")
+    with pytest.raises(BnafError, match=r"freyfaces: no path given for freyfaces/frey_rawface"):
+        load_images("freyfaces", {"frey_rawface.mat": other}, seed=1)
+    with pytest.raises(BnafError, match=r"the paths name nothing"):
+        load_images("freyfaces", {}, seed=1)

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from bnaf.data.fetch import RemoteFile
 from bnaf.core.errors import BnafError
+from bnaf.data.fetch import RemoteFile
 
 __all__ = [
     "FILES",
@@ -233,6 +233,11 @@ def load_images(
     if name not in LOADERS:
         raise BnafError(f"unknown image dataset {name!r}; expected one of {sorted(LOADERS)}")
     local = {k: Path(v) for k, v in paths.items()}
+    # a status file written by another version, or by hand, may name other files
+    unnamed = sorted({f.name for f in FILES[name]} - local.keys())
+    if unnamed:
+        raise BnafError(f"{name}: no path given for {', '.join(unnamed)} (the paths name "
+                        f"{', '.join(sorted(local)) or 'nothing'})")  # fmt: skip
     missing = [k for k in local if not local[k].is_file()]
     if missing:
         raise BnafError(f"{name}: file(s) not found: {', '.join(str(local[k]) for k in missing)}")
