@@ -163,3 +163,18 @@ def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path):
             run_fingerprint(params, argparse.Namespace(**{**vars(ns), key: value}), x, cpu) != base
         )
     assert run_fingerprint(params, ns, {**x, "valid": torch.zeros(2, 3)}, cpu) != base
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("[1, 2]", "expected a JSON object"), ('{"paths": {}}', "missing key(s) available"),
+     ('{"available": true}', "'paths' must map"),
+     ('{"available": true, "paths": []}', "'paths' must map")],
+)  # fmt: skip
+def test_a_malformed_status_is_one_error_line(tmp_path, capsys, text, message):
+    params = tiny_params(tmp_path / "vae.yaml")
+    status = tmp_path / "s.json"
+    status.write_text(text)
+    assert main(args(params, status, tmp_path / "o")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and str(status) in err[0]

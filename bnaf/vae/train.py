@@ -141,9 +141,11 @@ def log(line: str) -> None:
 def train(args: argparse.Namespace) -> int:
     r"""Train (or continue) one run of ``args`` and evaluate it (see the module docstring)."""
     params = load_vae(args.params)
-    status = read_json(args.status)
-    if not status.get("available"):
+    status = read_json(args.status, ("available",))
+    if not status["available"]:
         raise BnafError(f"dataset {args.dataset!r} is not available: {status.get('reason')}")
+    if not isinstance(status.get("paths"), dict):
+        raise BnafError(f"{args.status}: 'paths' must map the dataset's file names to local paths")
     torch.set_num_threads(params.resources.threads)
     seed_everything(args.seed)
     device = resolve_device(params.device)
