@@ -331,7 +331,7 @@ CASES: dict[str, Case] = {
     "model with code": bad_model(b"evil", "model.pt"),
     # results
     "metrics malformed": bad_metrics(lambda t: _raw_text(t, "{not json"), "not valid JSON"),
-    "metrics not an object": bad_metrics(lambda t: _raw_text(t, "[1, 2]"), "JSON object"),
+    "metrics not an object": bad_metrics(lambda t: _raw_text(t, "[1, 2]"), "expected an object"),
     "metrics without test": bad_metrics(
         lambda t: _raw_text(t, json.dumps({"dataset": "power"})), "missing key"
     ),

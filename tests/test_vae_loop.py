@@ -28,6 +28,8 @@ from bnaf.flows import count_parameters
 from bnaf.vae.differences import DIFFERENCES
 from bnaf.vae.evaluate import importance_nll, negative_elbo
 from bnaf.vae.params import load_vae
+from bnaf.vae.runs import RESULTS, VaeRun, runs
+from bnaf.vae.table import read_metrics
 from bnaf.vae.train import build_model
 
 pytestmark = [pytest.mark.float32, pytest.mark.usefixtures("one_thread")]
@@ -249,7 +251,11 @@ def test_omniglot_batches_are_binarised_afresh_every_epoch(tmp_path, monkeypatch
     mat.parent.mkdir(parents=True)
     savemat(mat, {"data": rng.random((784, 44)), "testdata": rng.random((784, 6))})
     status = tmp_path / "omniglot.status.json"
-    status.write_text(json.dumps({"available": True, "paths": {OMNIGLOT_FILE[0]: str(mat)}}))
+    status.write_text(
+        json.dumps(
+            {"dataset": "omniglot", "available": True, "paths": {OMNIGLOT_FILE[0]: str(mat)}}
+        )
+    )
     seen: list[torch.Tensor] = []
 
     def step(model, optimiser, batch, beta):
@@ -272,3 +278,51 @@ def test_omniglot_batches_are_binarised_afresh_every_epoch(tmp_path, monkeypatch
     # the same 40 images in both epochs (in other orders): binarised once, they would hold the
     # same number of ones; drawn afresh, the counts differ (about 6,000 each)
     assert seen[0].sum() != seen[1].sum()
+    # what it wrote is what Table 2 reads, in Table 2's unit for Omniglot
+    metrics = read_metrics(tmp_path / "run" / "metrics.json", VaeRun("omniglot", "bnaf-K2-H1d", 1),
+                           load_vae(p).budget)  # fmt: skip
+    assert metrics["unit"] == "nats"
+
+
+def test_table2_holds_the_figures_its_runs_wrote(tmp_path: Path) -> None:
+    """``vae table`` on real runs (both rows of the tiny params: plain VAE and B-NAF): each cell
+    is its run's figure, in bits per dimension for Frey faces, with the run's device."""
+    p = tiny_params(tmp_path / "vae.yaml", max_epochs=1)
+    params = load_vae(p)
+    status = frey_status(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    status.rename(raw / "freyfaces.status.json")
+    results = tmp_path / "results" / "vae"
+    wrote = {}
+    for r in runs(params):
+        argv = vae_args(
+            p, raw / "freyfaces.status.json", results / Path(r.path).relative_to(RESULTS)
+        )
+        argv[argv.index("--config") + 1] = r.config
+        assert main(argv) == 0
+        wrote[r.config] = json.loads(
+            (results / Path(r.path).relative_to(RESULTS) / "metrics.json").read_text()
+        )
+    assert set(wrote) == {"vae", "bnaf-K2-H1d"}
+    out = tmp_path / "t2.md"
+    argv = [
+        "vae",
+        "table",
+        "--params",
+        str(p),
+        "--results",
+        str(results),
+        "--status-dir",
+        str(raw),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    twin = json.loads(out.with_suffix(".json").read_text())
+    for config, m in wrote.items():
+        for key in ("test_neg_elbo", "test_nll"):
+            cell = twin["ours"][config]["freyfaces"][key]
+            assert cell["values"] == [m[key]] and cell["unit"] == "bits/dim"
+        assert twin["timing"][f"freyfaces/{config}"]["device"] == "cpu"
+    assert twin["budget"] == params.budget and twin["reduced"] is True

@@ -44,7 +44,13 @@ def frey_status(root: Path, n: int = 40) -> Path:
     savemat(mat, {"ff": ff})
     status = root / "freyfaces.status.json"
     status.write_text(
-        json.dumps({"available": True, "paths": {FILES["freyfaces"][0].name: str(mat)}})
+        json.dumps(
+            {
+                "dataset": "freyfaces",
+                "available": True,
+                "paths": {FILES["freyfaces"][0].name: str(mat)},
+            }
+        )
     )
     return status
 
@@ -89,7 +95,9 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path):
 def test_unavailable_dataset_is_one_clear_error(tmp_path, capsys):
     params = tiny_params(tmp_path / "vae.yaml")
     status = tmp_path / "s.json"
-    status.write_text(json.dumps({"available": False, "reason": "offline"}))
+    status.write_text(
+        json.dumps({"dataset": "freyfaces", "available": False, "reason": "offline"})
+    )
     assert main(args(params, status, tmp_path / "o")) == 2
     assert "not available: offline" in capsys.readouterr().err
 
@@ -167,9 +175,16 @@ def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path):
 
 @pytest.mark.parametrize(
     "text, message",
-    [("[1, 2]", "expected a JSON object"), ('{"paths": {}}', "missing key(s) available"),
-     ('{"available": true}', "'paths' must map"),
-     ('{"available": true, "paths": []}', "'paths' must map")],
+    [("[1, 2]", "the file is a list, expected an object"),
+     ('{"paths": {}}', "missing key 'dataset'"),
+     ('{"dataset": "freyfaces", "paths": {}}', "missing key 'available'"),
+     ('{"dataset": "freyfaces", "available": "yes"}', "'available' is 'yes', expected true or"),
+     ('{"dataset": "mnist", "available": true}', "the status of 'mnist', not of 'freyfaces'"),
+     ('{"dataset": "freyfaces", "available": true}', "'paths' must map"),
+     ('{"dataset": "freyfaces", "available": true, "paths": []}',
+      "'paths' is a list, expected an object"),
+     ('{"dataset": "freyfaces", "available": true, "paths": {"a": 1}}',
+      "'paths.a' is 1, expected a string")],
 )  # fmt: skip
 def test_a_malformed_status_is_one_error_line(tmp_path, capsys, text, message):
     params = tiny_params(tmp_path / "vae.yaml")

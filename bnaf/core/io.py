@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bnaf.core.errors import BnafError
+from bnaf.core.shapes import check
 
 __all__ = [
     "atomic_path",
@@ -159,9 +160,10 @@ def read_text(path: str | Path) -> str:
         raise BnafError(f"{path}: cannot read it ({exc})") from None
 
 
-def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> Any:
+def read_json(path: str | Path, keys: tuple[str, ...] = (), shape: Any = None) -> Any:
     r"""Read a JSON file; a missing, unreadable or malformed file (or an object without one of
-    ``keys``) is one :class:`~bnaf.core.errors.BnafError` naming the file."""
+    ``keys``, or not of ``shape``: :mod:`bnaf.core.shapes`) is one
+    :class:`~bnaf.core.errors.BnafError` naming the file."""
     text = read_text(path)
     try:
         data = json.loads(text)
@@ -173,4 +175,6 @@ def read_json(path: str | Path, keys: tuple[str, ...] = ()) -> Any:
         missing = [k for k in keys if k not in data]
         if missing:
             raise BnafError(f"{path}: missing key(s) {', '.join(missing)}")
+    if shape is not None:
+        check(data, shape, str(path))
     return data

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bnaf.data.fetch import file_digest
+from bnaf.data.fetch import file_digest, read_status
 from bnaf.data.registry import get
 from bnaf.data.store import Chunked, write_prepared
 from bnaf.data.params import load_data_params
 from bnaf.core.errors import BnafError
-from bnaf.core.io import read_json
 
 __all__ = ["add_arguments", "run", "prepare"]
 
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         if not Path(args.status).is_file():
             raise BnafError(f"status file not found: {args.status} (run 'download' first)")
-        status = read_json(args.status)
+        status = read_status(args.status, args.name)
     shapes = prepare(args.name, raw_dir, Path(args.out), status)
     for split, (shape, dtype) in shapes.items():
         print(f"{args.name}: {split} {tuple(shape)} {dtype}")

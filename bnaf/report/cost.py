@@ -52,7 +52,7 @@ class Cost:
 
 
 def _metrics(path: Path) -> dict[str, Any] | None:
-    return read_json(path) if path.is_file() else None
+    return read_json(path, shape={}) if path.is_file() else None  # an object
 
 
 def _toy_step(m: dict[str, Any]) -> float:

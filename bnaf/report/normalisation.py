@@ -28,8 +28,9 @@ from scipy import stats
 
 from bnaf.core.config import load, to_dict
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
+from bnaf.core.io import atomic_write_json, atomic_write_text
 from bnaf.core.runtime import environment_info, resolve_device
+from bnaf.data.fetch import read_status
 from bnaf.flows import BNAF, load_flow_meta
 from bnaf.flows.inverse import invert
 from bnaf.flows.sampling import in_range
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
             raise BnafError(f"model file not found: {path}")
     toy = [_toy_model(path, p, k) for k, path in enumerate(args.toy_models)]
     uci = [_uci_model(path, p, 100 + k) for k, path in enumerate(args.uci_models)]
-    status = {read_json(s)["dataset"]: read_json(s) for s in args.status}
+    status = {s["dataset"]: s for s in map(read_status, args.status)}
     not_run = [
         {"dataset": t, "what": "toy model", **_status_reason({}, t)}
         for t in args.toy_targets

@@ -18,6 +18,7 @@ from tabulate import tabulate
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
+from bnaf.core.shapes import Maybe, check
 from bnaf.toy.differences import DIFFERENCES
 from bnaf.toy.params import ToyParams, load_toy
 
@@ -37,14 +38,48 @@ COVERAGE_CAPTION = (
 )
 
 
-def _read(paths: list[str], kind: str) -> list[dict[str, Any]]:
+#: what the table reads from a run's ``metrics.json`` (:mod:`bnaf.toy.train` writes it)
+METRICS_SHAPE = {
+    "target": str,
+    "model": str,
+    "budget": str,
+    "seed": int,
+    "wall_time_s": float,
+    "parameters": int,
+    "config": {"optimiser": {"name": str, "lr": float, "iterations": int, "batch_size": int}},
+}
+#: ... and from its ``test`` entry, by kind (Sections 5.1 and 5.2)
+TEST_SHAPE = {
+    "density": {
+        "log_likelihood": float,
+        "log_likelihood_se": float,
+        "samples": int,
+        "best_achievable": Maybe({"value": float, "se": float, "method": str}),
+    },
+    "energy": {
+        "kl": float,
+        "kl_se": float,
+        "log_z": float,
+        "coverage": float,
+        "coverage_level": float,
+        "samples": int,
+    },
+}
+
+
+def _read(paths: list[str], kind: str, budget: str) -> list[dict[str, Any]]:
+    r"""The runs' metrics, checked: a toy run of ``kind`` and of the params' ``budget``,
+    holding what the table reads (:data:`METRICS_SHAPE`, :data:`TEST_SHAPE`)."""
     runs = []
     for p in paths:
         if not Path(p).is_file():
             raise BnafError(f"metrics file not found: {p}")
-        m = read_json(p)
+        m = read_json(p, shape={})
         if m.get("part") != "toy" or m.get("kind") != kind:
             raise BnafError(f"{p}: not a toy {kind} run")
+        check(m, {**METRICS_SHAPE, "test": TEST_SHAPE[kind]}, p)
+        if m["budget"] != budget:
+            raise BnafError(f"{p}: a run of the budget {m['budget']!r}, not {budget!r}")
         runs.append(m | {"run": str(Path(p).parent)})  # the run's folder, for the report
     return runs
 
@@ -304,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     missing = compared and not Path(path).exists()
     reference = load_reference(path) if compared and not missing else None
     md, twin = build(
-        params, _read(args.density, "density"), _read(args.energy, "energy"), reference
+        params,
+        _read(args.density, "density", params.budget),
+        _read(args.energy, "energy", params.budget),
+        reference,
     )
     if missing:
         twin["reference_comparison"] = {"missing": str(path)}

@@ -10,18 +10,17 @@ models"). The inputs are the explicit list of ``metrics.json`` files the params 
 from __future__ import annotations
 
 import argparse
-import math
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json, read_json
+from bnaf.core.io import atomic_write_json
 from bnaf.flows.count import naf_counts
 from bnaf.uci.params import load_uci
 from bnaf.uci.published import DIMENSIONS, NAF_PUBLISHED, PUBLISHED_RATIOS
+from bnaf.uci.results import read_metrics
 
 __all__ = ["add_arguments", "mean_std", "read_metrics", "run", "select"]
 
@@ -133,28 +132,6 @@ def select(metrics: list[dict[str, Any]], dataset: str, std_ddof: int) -> dict[s
         "train_samples": first["train_samples"],
         "configs": summary,
     }
-
-
-_KEYS = ("dataset", "config", "seed", "budget", "layers", "hidden_factor", "validation", "test",
-         "parameters", "best_epoch", "epochs_run", "wall_s", "model", "reduced", "device",
-         "train_samples")  # fmt: skip
-
-
-def read_metrics(path: str | Path) -> dict[str, Any]:
-    r"""A run's ``metrics.json``, checked: the keys selection reads, finite log-likelihoods,
-    and, in a run folder (``.../<config>/seed<k>/``), the config and seed the folder names (a
-    file copied into another run's slot is refused)."""
-    m = read_json(path, _KEYS)
-    for split in ("validation", "test"):
-        ll = m[split].get("log_likelihood") if isinstance(m[split], dict) else None
-        if not isinstance(ll, int | float) or not math.isfinite(ll):
-            raise BnafError(f"{path}: {split}.log_likelihood is {ll!r}, not a finite number")
-    parts = Path(path).parts
-    if len(parts) >= 3 and re.fullmatch(r"seed\d+", parts[-2]):  # the dataset: see select()
-        found = (m["config"], f"seed{m['seed']}")
-        if found != tuple(parts[-3:-1]):
-            raise BnafError(f"{path}: holds the run {'/'.join(map(str, found))}, not its folder's")
-    return m
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 from tabulate import tabulate
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
+from bnaf.core.io import atomic_write_json, atomic_write_text
+from bnaf.data.fetch import read_status
 from bnaf.uci.differences import UCI_DIFFERENCES
 from bnaf.uci.params import load_uci
 from bnaf.uci.published import (
@@ -31,6 +32,7 @@ from bnaf.uci.published import (
     SIZES,
     TABLE1,
 )
+from bnaf.uci.results import read_selection
 from bnaf.uci.runs import UciRun, config_name
 
 __all__ = ["assemble", "render", "add_arguments", "run"]
@@ -248,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise BnafError(f"input file(s) not found: {', '.join(missing)}")
     table = assemble(
-        [read_json(p) for p in args.selections],
-        [read_json(p) for p in args.status],
+        [read_selection(p) for p in args.selections],
+        [read_status(p) for p in args.status],
         params.datasets,
         params.budget,
         params.reduced,

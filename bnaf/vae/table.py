@@ -19,26 +19,78 @@ from tabulate import tabulate
 
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
+from bnaf.core.shapes import MapOf
+from bnaf.data.fetch import read_status
 from bnaf.data.images import OMNIGLOT_FILE
 from bnaf.vae.differences import DIFFERENCES
 from bnaf.vae.params import VaeParams, load_vae
 from bnaf.vae.published import PAPER_ROWS, TABLE2
-from bnaf.vae.runs import RESULTS, config_name, runs
+from bnaf.vae.runs import RESULTS, VaeRun, config_name, runs
 
-__all__ = ["add_arguments", "metrics_paths", "run"]
+__all__ = ["METRICS_SHAPE", "add_arguments", "metrics_paths", "read_metrics", "run"]
 
 _COLUMNS = ("mnist", "freyfaces", "omniglot", "caltech101")
 _TITLES = {"mnist": "MNIST", "freyfaces": "Freyfaces", "omniglot": "Omniglot",
            "caltech101": "Caltech 101"}  # fmt: skip
 
 
+#: what the table reads from a run's ``metrics.json`` (written by :mod:`bnaf.vae.train`)
+METRICS_SHAPE = {
+    "part": frozenset({"vae"}),
+    "dataset": str,
+    "config": str,
+    "seed": int,
+    "budget": str,
+    "unit": frozenset({"nats", "bits/dim"}),
+    "test_neg_elbo": float,
+    "test_nll": float,
+    "valid_neg_elbo": float,
+    "nll_samples": int,
+    "epochs_run": int,
+    "sizes": {"train": int},
+    "timing": {"train_wall_s": float, "epoch_cpu_s_mean": float, "test_nll_cpu_s": float},
+    "environment": {"device": str},
+}
+#: what the table reads from ``python -m bnaf vae count --out``
+COUNT_SHAPE = {
+    "models": {
+        k: {"values_per_datapoint": int} for k in ("bnaf", "snf_orthogonal", "snf_householder")
+    },
+    "paper": {"trainable_ratio": MapOf(float)},
+    "trainable_ratio_paper": MapOf(float),
+    "differences?": [{"topic": str, "ours": str}],
+}
+
+
+def read_metrics(path: str | Path, run: VaeRun, budget: str) -> dict[str, Any]:
+    r"""A run's ``metrics.json``, checked: the keys the table reads (:data:`METRICS_SHAPE`),
+    the run the file's folder names, the params' budget, and the unit Table 2 uses for its
+    dataset (bits per dimension for Frey faces, nats elsewhere)."""
+    m = read_json(path, shape=METRICS_SHAPE)
+    found = VaeRun(m["dataset"], m["config"], m["seed"])
+    if found != run:
+        raise BnafError(f"{path}: holds the run {found.path}, not {run.path}")
+    if m["budget"] != budget:
+        raise BnafError(f"{path}: a run of the budget {m['budget']!r}, not {budget!r}")
+    unit = "bits/dim" if run.dataset == "freyfaces" else "nats"
+    if m["unit"] != unit:
+        raise BnafError(f"{path}: figures in {m['unit']}; Table 2 gives {run.dataset} in {unit}")
+    return m
+
+
 def metrics_paths(params: VaeParams, results: Path, dataset: str) -> dict[str, list[Path]]:
     """config -> the metrics files of its seeds, as listed by the params (:mod:`bnaf.vae.runs`)."""
     out: dict[str, list[Path]] = {}
-    for r in runs(params, [dataset]):
-        path = results / Path(r.path).relative_to(RESULTS) / "metrics.json"
+    for r, path in _listed(params, results, dataset):
         out.setdefault(r.config, []).append(path)
     return out
+
+
+def _listed(params: VaeParams, results: Path, dataset: str) -> list[tuple[VaeRun, Path]]:
+    return [
+        (r, results / Path(r.path).relative_to(RESULTS) / "metrics.json")
+        for r in runs(params, [dataset])
+    ]
 
 
 def _stats(values: list[float]) -> tuple[float, float]:
@@ -63,7 +115,7 @@ def _load(params: VaeParams, args: argparse.Namespace) -> tuple[dict, list]:
     not_run = []
     for d in params.datasets:
         status_path = args.status_dir / f"{d}.status.json"
-        status = read_json(status_path) if status_path.is_file() else None
+        status = read_status(status_path, d) if status_path.is_file() else None
         if status is None or not status.get("available"):
             how = f"run: python -m bnaf data download {d}"
             if status:
@@ -77,11 +129,12 @@ def _load(params: VaeParams, args: argparse.Namespace) -> tuple[dict, list]:
             not_run.append({"dataset": d, "reason": reason, "how_to_supply": how})
             continue
         runs[d] = {}
-        for config, paths in metrics_paths(params, args.results, d).items():
-            missing = [str(p) for p in paths if not p.is_file()]
-            if missing:
-                raise BnafError(f"table2: missing results {', '.join(missing)}")
-            runs[d][config] = [read_json(p) for p in paths]
+        listed = _listed(params, args.results, d)
+        missing = [str(p) for _, p in listed if not p.is_file()]
+        if missing:
+            raise BnafError(f"table2: missing results {', '.join(missing)}")
+        for r, p in listed:
+            runs[d].setdefault(r.config, []).append(read_metrics(p, r, params.budget))
     for d in _COLUMNS:
         if d not in params.datasets:
             not_run.append(
@@ -128,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
         delta_rows.append(drow)
     grid = _grid(params, runs)
     timing = _timing(runs)
-    counts = read_json(args.count) if args.count and args.count.is_file() else None
+    counts = None
+    if args.count and args.count.is_file():
+        counts = read_json(args.count, shape=COUNT_SHAPE)
     md = _markdown(params, header, rows, delta_rows, grid, timing, not_run, counts)
     atomic_write_text(args.out, md)
     atomic_write_json(

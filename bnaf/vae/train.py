@@ -36,7 +36,7 @@ from bnaf.core.checkpoint import (
 from bnaf.core.config import to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.history import write_history
-from bnaf.core.io import atomic_torch_save, atomic_write_json, read_json
+from bnaf.core.io import atomic_torch_save, atomic_write_json
 from bnaf.core.progress import Progress
 from bnaf.core.runtime import (
     configure_numerics,
@@ -45,6 +45,7 @@ from bnaf.core.runtime import (
     resolve_device,
     seed_everything,
 )
+from bnaf.data.fetch import read_status
 from bnaf.data.images import load_images
 from bnaf.flows import count_parameters
 from bnaf.flows.amortised import AmortisedBNAF
@@ -141,7 +142,7 @@ def log(line: str) -> None:
 def train(args: argparse.Namespace) -> int:
     r"""Train (or continue) one run of ``args`` and evaluate it (see the module docstring)."""
     params = load_vae(args.params)
-    status = read_json(args.status, ("available",))
+    status = read_status(args.status, args.dataset)
     if not status["available"]:
         raise BnafError(f"dataset {args.dataset!r} is not available: {status.get('reason')}")
     if not isinstance(status.get("paths"), dict):
