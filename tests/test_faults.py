@@ -260,6 +260,82 @@ def bad_toy_metrics(text: str, named: str) -> Case:
     return Case(setup)
 
 
+def _selection(tmp: Path, **change: object) -> str:
+    from bnaf.uci.results import read_metrics
+    from bnaf.uci.select import select
+
+    doc = select([read_metrics(_metrics(tmp, k)) for k in (0, 1)], "power", 1)
+    return json.dumps(doc | change)
+
+
+def bad_selection_doc(change: dict, named: str) -> Case:
+    r"""A selection as ``select`` writes it, with ``change`` (``None``: the key removed)."""
+
+    def setup(tmp: Path):
+        doc = json.loads(_selection(tmp))
+        for key, value in change.items():
+            *parents, last = key.split(".")
+            node = doc
+            for k in parents:
+                node = node[k]
+            if value is None:
+                del node[last]
+            else:
+                node[last] = value
+        return bad_selection(json.dumps(doc), named).setup(tmp)
+
+    return Case(setup)
+
+
+def bad_status(text: str, named: str) -> Case:
+    def setup(tmp: Path):
+        status = tmp / "power.status.json"
+        status.write_text(text)
+        argv = ["uci", "table", "--params", str(QUICK / "uci.yaml"), "--status", str(status)]
+        argv += ["--md", str(tmp / "t.md"), "--json", str(tmp / "t.json")]
+        return [*argv, "--csv", str(tmp / "t.csv")], named, [tmp / "t.json", tmp / "t.md"]
+
+    return Case(setup)
+
+
+def _toy_metrics(**change: object) -> str:
+    m = {"part": "toy", "kind": "density", "target": "8gaussians", "model": "bnaf",
+         "budget": "quick", "seed": 0, "wall_time_s": 1.5, "parameters": 100,
+         "config": {"optimiser": {"name": "adam", "lr": 0.1, "iterations": 5, "batch_size": 8}},
+         "test": {"log_likelihood": -2.5, "log_likelihood_se": 0.01, "samples": 100,
+                  "best_achievable": None}}  # fmt: skip
+    return json.dumps(m | change)
+
+
+def bad_vae_metrics(change: dict, named: str) -> Case:
+    r"""Every Frey faces run of the quick budget with a metrics file like ``vae train``'s,
+    ``change`` made, and the dataset's status available: ``vae table`` must refuse it."""
+
+    def setup(tmp: Path):
+        from bnaf.vae.params import load_vae
+        from bnaf.vae.runs import RESULTS, runs
+
+        raw = tmp / "raw"
+        raw.mkdir()
+        status = {"dataset": "freyfaces", "available": True, "paths": {}}
+        (raw / "freyfaces.status.json").write_text(json.dumps(status))
+        for r in runs(load_vae(QUICK / "vae.yaml"), ["freyfaces"]):
+            m = {"part": "vae", "dataset": r.dataset, "config": r.config, "seed": r.seed,
+                 "budget": "quick", "unit": "bits/dim", "test_neg_elbo": 4.6, "test_nll": 4.5,
+                 "valid_neg_elbo": 4.7, "nll_samples": 10, "epochs_run": 2,
+                 "sizes": {"train": 100},
+                 "timing": {"train_wall_s": 1.0, "epoch_cpu_s_mean": 0.5, "test_nll_cpu_s": 0.1},
+                 "environment": {"device": "cpu"}}  # fmt: skip
+            path = tmp / "results" / Path(r.path).relative_to(RESULTS) / "metrics.json"
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps(m | change))
+        argv = ["vae", "table", "--params", str(QUICK / "vae.yaml"), "--status-dir", str(raw)]
+        argv += ["--results", str(tmp / "results"), "--out", str(tmp / "t2.md")]
+        return argv, named, [tmp / "t2.md", tmp / "t2.json"]
+
+    return Case(setup)
+
+
 def unwritable_output(tmp_setup: str) -> Case:
     def setup(tmp: Path):
         blocker = tmp / "afile"
@@ -344,6 +420,40 @@ CASES: dict[str, Case] = {
     "metrics of another dataset": bad_metrics(lambda t: _metrics(t, 1, dataset="gas"), "'gas'"),
     "selection malformed": bad_selection("{", "selection.json"),
     "toy metrics malformed": bad_toy_metrics("{oops", "metrics.json"),
+    "selection not an object": bad_selection("[1, 2]", "the file is a list, expected an object"),
+    "selection without its test mean": bad_selection_doc({"test_mean": None}, "'test_mean'"),
+    "selection's config without seeds": bad_selection_doc(
+        {"configs.L1_H2.seeds": None}, "missing key 'configs.L1_H2.seeds'"
+    ),
+    "selection of a config it lacks": bad_selection_doc(
+        {"selected": "L9_H9"}, "'L9_H9' is not among its configs"
+    ),
+    "selection with a NaN mean": bad_selection_doc({"test_mean": float("nan")}, "'test_mean' is"),
+    "status not an object": bad_status("[true]", "power.status.json: the file is a list"),
+    "status availability a string": bad_status(
+        json.dumps({"dataset": "power", "available": "no"}), "'available' is 'no'"
+    ),
+    "toy metrics a list": bad_toy_metrics("[1]", "the file is a list, expected an object"),
+    "toy metrics without its standard error": bad_toy_metrics(
+        _toy_metrics(test={"log_likelihood": -2.5, "samples": 100, "best_achievable": None}),
+        "missing key 'test.log_likelihood_se'",
+    ),
+    "toy metrics of another budget": bad_toy_metrics(
+        _toy_metrics(budget="paper"), "a run of the budget 'paper', not 'quick'"
+    ),
+    "vae metrics in another unit": bad_vae_metrics(
+        {"unit": "nats"}, "figures in nats; Table 2 gives freyfaces in bits/dim"
+    ),
+    "vae metrics of another budget": bad_vae_metrics(
+        {"budget": "paper"}, "a run of the budget 'paper', not 'quick'"
+    ),
+    "vae metrics without the device": bad_vae_metrics(
+        {"environment": {}}, "missing key 'environment.device'"
+    ),
+    "vae metrics of another run": bad_vae_metrics({"seed": 7}, "seed7, not results/vae"),
+    "vae metrics with an infinite NLL": bad_vae_metrics(
+        {"test_nll": float("inf")}, "'test_nll' is inf, expected a finite number"
+    ),
     # outputs that cannot be written
     "output under a file": unwritable_output("file"),
 }

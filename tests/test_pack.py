@@ -78,13 +78,19 @@ def test_killed_pack_resumes_bit_for_bit(
     p = _params(iterations=40)
     whole = train_pack(p, kind, targets, model, [tmp_path / "a" / t for t in targets], **QUIET)
     outs = [tmp_path / "b" / t for t in targets]
+    started = time.perf_counter()
     assert train_pack(p, kind, targets, model, outs, stop_after=25, **QUIET) is None
+    first = time.perf_counter() - started
+    # each checkpoint (at iteration 20) holds the training time of the run so far
+    saved = [torch.load(o / "checkpoint.pt", weights_only=True)["state"]["train_s"] for o in outs]
+    assert all(0 < s <= first for s in saved)
     lines: list[str] = []
     parts = train_pack(p, kind, targets, model, outs, log=lines.append)
     assert any("at iteration 20" in line for line in lines)
-    for a, b in zip(whole, parts):
+    for a, b, s in zip(whole, parts, saved):
         assert b["resumes"] == 1
         assert a["test"] == b["test"] and a["history"] == b["history"]
+        assert b["train_s"] > s  # the time before the kill counts, and more was added
 
 
 @pytest.mark.float32

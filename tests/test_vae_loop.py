@@ -326,3 +326,20 @@ def test_table2_holds_the_figures_its_runs_wrote(tmp_path: Path) -> None:
             assert cell["values"] == [m[key]] and cell["unit"] == "bits/dim"
         assert twin["timing"][f"freyfaces/{config}"]["device"] == "cpu"
     assert twin["budget"] == params.budget and twin["reduced"] is True
+
+
+@pytest.mark.parametrize(
+    "option", ["--params", "--dataset", "--config", "--seed", "--status", "--out"]
+)
+def test_each_option_of_a_run_is_required_by_name(tmp_path: Path, capsys, option: str) -> None:
+    """A run is named by all six: one left out is argparse's usage line naming it (exit 2),
+    before anything is read or trained (no seed would mean an unseeded run)."""
+    argv = vae_args(tmp_path / "vae.yaml", tmp_path / "s.json", tmp_path / "run")
+    at = argv.index(option)
+    del argv[at : at + 2]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"the following arguments are required: {option}" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
