@@ -156,6 +156,13 @@ def test_reference_comparison_flags_moves_beyond_the_combined_standard_error(tmp
     (folder / "toy.json").write_text("{not json")
     with pytest.raises(BnafError, match="toy.json"):
         load_reference(folder / "toy.json")
+    # a row without what the comparison reads is one line naming the row's key, not a KeyError
+    del reference["density"][1]["log_likelihood"]["se"]
+    (folder / "toy.json").write_text(json.dumps(reference))
+    with pytest.raises(
+        BnafError, match=r"toy\.json: missing key 'density\[1\]\.log_likelihood\.se'$"
+    ):
+        load_reference(folder / "toy.json")
 
 
 @pytest.mark.parametrize("budget", ["paper", "quick"])

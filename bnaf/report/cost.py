@@ -81,7 +81,7 @@ def _per_step(folder: str, m: dict[str, Any], compute: Any) -> float:
 
 
 def _hardware(m: dict[str, Any]) -> str:
-    env = m.get("environment") or {}
+    env = m.get("environment") if isinstance(m.get("environment"), dict) else {}
     device = env.get("device") or m.get("device") or "cpu"
     what = env.get("gpu") or m.get("hardware") or env.get("processor") or "?"
     threads = env.get("torch_threads")

@@ -67,6 +67,13 @@ TEST_SHAPE = {
 }
 
 
+#: what :func:`compare` reads from the committed reference (a toy table's JSON twin)
+REFERENCE_SHAPE = {
+    "density": [{"dataset": str, "model": str, "log_likelihood": {"mean": float, "se": float}}],
+    "energy": [{"energy": str, "model": str, "kl": {"mean": float, "se": float}}],
+}
+
+
 def _read(paths: list[str], kind: str, budget: str) -> list[dict[str, Any]]:
     r"""The runs' metrics, checked: a toy run of ``kind`` and of the params' ``budget``,
     holding what the table reads (:data:`METRICS_SHAPE`, :data:`TEST_SHAPE`)."""
@@ -109,6 +116,7 @@ def load_reference(path: str | Path) -> dict[str, Any]:
         raise BnafError(f"cannot read the toy reference {path}: {e}") from None
     if not isinstance(ref, dict) or ref.get("part") != "toy" or ref.get("budget") != "paper":
         raise BnafError(f"{path}: not a paper-budget toy table (reports/toy.json)")
+    check(ref, REFERENCE_SHAPE, str(path))
     ref["source"] = str(path)
     prov = path.with_name("provenance.json")
     if prov.is_file():
