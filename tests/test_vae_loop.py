@@ -343,3 +343,51 @@ def test_each_option_of_a_run_is_required_by_name(tmp_path: Path, capsys, option
     err = capsys.readouterr().err
     assert f"the following arguments are required: {option}" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("beta", [0.25, 1.0])
+def test_a_training_step_descends_the_kl_weighted_negative_elbo(tmp_path: Path, beta: float):
+    """Eq. 12 with the warm-up's KL weight: one step of plain gradient descent (lr 1) moves
+    every weight by minus the gradient of ``mean(-log p(x|z) + beta KL)``, worked out apart on
+    the same noise, and returns that mean times the batch size (the epoch sums them)."""
+    from bnaf.vae.train import train_step
+
+    params = load_vae(tiny_params(tmp_path / "vae.yaml"))
+    paths = json.loads(frey_status(tmp_path).read_text())["paths"]
+    data = load_images("freyfaces", paths, 1, params.check_sizes)
+    batch = torch.from_numpy(data.train[:6]).double()
+    model = build_model(params, "bnaf-K2-H1d", data.shape, data.likelihood, 1).double()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    torch.manual_seed(3)
+    log_px, kl = model.terms(batch)
+    expected = (-log_px + beta * kl).mean()
+    grads = dict(zip(before, torch.autograd.grad(expected, list(model.parameters()))))
+    torch.manual_seed(3)  # the same reparameterisation noise
+    got = train_step(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, beta)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, expected.detach() * 6, rtol=1e-12, atol=0)
+    for name, value in model.named_parameters():
+        torch.testing.assert_close(value.detach(), before[name] - grads[name], rtol=1e-12,
+                                   atol=1e-12, msg=name)  # fmt: skip
+
+
+def test_evaluation_batches_as_the_params_say(tmp_path: Path, monkeypatch) -> None:
+    """``eval_batch`` and ``nll_chunk`` bound the memory of the final evaluation (the paper's
+    5,000 importance samples): the run passes them on, so a smaller value fits a smaller GPU."""
+    seen: dict[str, list] = {"elbo": [], "nll": []}
+    elbo, nll = bnaf.vae.train.negative_elbo, bnaf.vae.train.importance_nll
+
+    def elbo_spy(model, data, batch_size=100, beta=1.0):
+        seen["elbo"].append(batch_size)
+        return elbo(model, data, batch_size, beta)
+
+    def nll_spy(model, data, samples=5000, chunk=1000):
+        seen["nll"].append((samples, chunk))
+        return nll(model, data, samples, chunk)
+
+    monkeypatch.setattr(bnaf.vae.train, "negative_elbo", elbo_spy)
+    monkeypatch.setattr(bnaf.vae.train, "importance_nll", nll_spy)
+    p = tiny_params(tmp_path / "vae.yaml", max_epochs=1, eval_batch=7, nll_chunk=3)
+    assert main(vae_args(p, frey_status(tmp_path), tmp_path / "run")) == 0
+    assert seen["elbo"] and set(seen["elbo"]) == {7}
+    assert seen["nll"] == [(4, 3)]  # nll_samples of freyfaces in tiny_params
