@@ -99,6 +99,11 @@ def test_long_values_are_shortened_in_the_line() -> None:
     with pytest.raises(BnafError) as err:
         check({"a": "y" * 100}, {"a": int}, "f.json")
     assert str(err.value) == "f.json: 'a' is '" + "y" * 36 + "..., expected an integer"
+    # up to 40 characters are shown whole (a 38-letter string and its quotes), one more is cut
+    for n, shown in ((38, "'" + "y" * 38 + "'"), (39, "'" + "y" * 36 + "...")):
+        with pytest.raises(BnafError) as err:
+            check({"a": "y" * n}, {"a": int}, "f.json")
+        assert str(err.value) == f"f.json: 'a' is {shown}, expected an integer"
 
 
 def test_read_json_checks_the_shape_of_what_it_read(tmp_path: Path) -> None:
