@@ -336,6 +336,25 @@ def bad_vae_metrics(change: dict, named: str) -> Case:
     return Case(setup)
 
 
+def bad_grid(write: Callable[[Path], None], named: str) -> Case:
+    r"""``toy figure`` on one ``grid.npz`` made by ``write``."""
+
+    def setup(tmp: Path):
+        grid = tmp / "results" / "toy" / "density" / "8gaussians" / "bnaf" / "grid.npz"
+        grid.parent.mkdir(parents=True)
+        write(grid)
+        argv = ["toy", "figure", "--figure", "figure2", "--params", str(QUICK / "toy.yaml")]
+        return [*argv, "--grids", str(grid), "--out", str(tmp / "f.png")], named, [tmp / "f.png"]
+
+    return Case(setup)
+
+
+def _grid(path: Path, **arrays: object) -> None:
+    base = {"centres": np.linspace(-1, 1, 4), "log_density": np.zeros((4, 4)),
+            "target": "8gaussians", "model": "bnaf"}  # fmt: skip
+    np.savez(path, **{k: v for k, v in (base | arrays).items() if v is not None})
+
+
 def unwritable_output(tmp_setup: str) -> Case:
     def setup(tmp: Path):
         blocker = tmp / "afile"
@@ -453,6 +472,16 @@ CASES: dict[str, Case] = {
     "vae metrics of another run": bad_vae_metrics({"seed": 7}, "seed7, not results/vae"),
     "vae metrics with an infinite NLL": bad_vae_metrics(
         {"test_nll": float("inf")}, "'test_nll' is inf, expected a finite number"
+    ),
+    "grid not a zip": bad_grid(lambda p: p.write_text("plain text"), "not a readable grid file"),
+    "grid with objects": bad_grid(
+        lambda p: _grid(p, model=np.array([{"code": 1}], dtype=object)), "not a readable grid"
+    ),
+    "grid without densities": bad_grid(
+        lambda p: _grid(p, log_density=None), "a grid file without log_density"
+    ),
+    "grid of another size": bad_grid(
+        lambda p: _grid(p, log_density=np.zeros((4, 3))), "log_density of shape (4, 3)"
     ),
     # outputs that cannot be written
     "output under a file": unwritable_output("file"),

@@ -7,6 +7,7 @@ Every panel is ``imshow(density.T, origin="lower", extent=...)``: the arrays are
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,27 @@ def read_grids(paths: list[str]) -> dict[tuple[str, str], dict[str, np.ndarray]]
     for p in paths:
         if not Path(p).is_file():
             raise BnafError(f"grid file not found: {p}")
-        with np.load(p) as z:
-            arrays = {k: z[k] for k in z.files}
-        grids[(str(arrays["target"]), str(arrays["model"]))] = arrays
+        try:  # never with pickles: an object array is refused, not run
+            with np.load(p, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise BnafError(f"{p}: not a readable grid file ({type(exc).__name__})") from None
+        grids[_check_grid(p, arrays)] = arrays
     return grids
+
+
+def _check_grid(path: str, a: dict[str, np.ndarray]) -> tuple[str, str]:
+    r"""The ``(target, model)`` of a grid file holding what the figures draw: ``centres``
+    (n,) and ``log_density`` (n, n) (and ``log_target`` alike, when there), or one error line."""
+    missing = [k for k in ("centres", "log_density", "target", "model") if k not in a]
+    if missing:
+        raise BnafError(f"{path}: a grid file without {', '.join(missing)}")
+    n = a["centres"].shape[0] if a["centres"].ndim == 1 else -1
+    for key in ("log_density", "log_target"):
+        if key in a and (n < 2 or a[key].shape != (n, n)):
+            shape = a[key].shape
+            raise BnafError(f"{path}: {key} of shape {shape} for {a['centres'].shape} centres")
+    return str(a["target"]), str(a["model"])
 
 
 def crop(centres: np.ndarray, values: np.ndarray, limit: float) -> tuple[np.ndarray, float]:
