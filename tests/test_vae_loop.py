@@ -281,7 +281,9 @@ def test_omniglot_batches_are_binarised_afresh_every_epoch(tmp_path, monkeypatch
     # what it wrote is what Table 2 reads, in Table 2's unit for Omniglot
     metrics = read_metrics(tmp_path / "run" / "metrics.json", VaeRun("omniglot", "bnaf-K2-H1d", 1),
                            load_vae(p).budget)  # fmt: skip
-    assert metrics["unit"] == "nats"
+    assert metrics["unit"] == "nats"  # and its figures are the nats, unscaled (bits: Frey only)
+    assert metrics["test_neg_elbo"] == metrics["test_neg_elbo_nats"] > 0
+    assert metrics["test_nll"] == metrics["test_nll_nats"] > 0
 
 
 def test_table2_holds_the_figures_its_runs_wrote(tmp_path: Path) -> None:
