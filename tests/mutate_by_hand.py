@@ -29,8 +29,8 @@ MUTANTS: list[tuple[str, str, str, str, list[str]]] = [
      "_foreach_mul_(self.average, 1.0 - self.rate)\n        torch._foreach_add_(self.average, "
      "self.params, alpha=self.rate)", ["tests/test_polyak.py"]),
     ("Polyak update before the optimiser step", "bnaf/uci/trainer.py",
-     "            self.optimizer.step()\n            self.polyak.update()",
-     "            self.polyak.update()\n            self.optimizer.step()",
+     "        self.optimizer.step()\n        self.polyak.update()",
+     "        self.polyak.update()\n        self.optimizer.step()",
      ["tests/test_polyak.py"]),
     ("Polyak swap copies nothing back", "bnaf/core/optim.py",
      "            p.copy_(avg)\n", "", ["tests/test_polyak.py"]),
