@@ -66,19 +66,18 @@ def _problem(data: Any, shape: Any, at: str) -> str | None:
             if found:
                 return found
         return None
-    if isinstance(shape, MapOf):
-        if not isinstance(data, dict):
-            return f"{where} is {_show(data)}, expected an object"
-        for key, value in data.items():
-            found = _problem(value, shape.value, f"{at}{key}.")
-            if found:
-                return found
-        return None
-    if isinstance(shape, list):
-        if not isinstance(data, list):
-            return f"{where} is {_show(data)}, expected a list"
-        for k, value in enumerate(data):
-            found = _problem(value, shape[0], f"{at.removesuffix('.')}[{k}].")
+    if isinstance(shape, MapOf | list):  # every value of an object, or every element
+        mapping = isinstance(shape, MapOf)
+        if not isinstance(data, dict if mapping else list):
+            return f"{where} is {_show(data)}, expected {'an object' if mapping else 'a list'}"
+        inner = shape.value if mapping else shape[0]
+        items = (
+            ((f"{at}{k}.", v) for k, v in data.items())
+            if mapping
+            else ((f"{at.removesuffix('.')}[{k}].", v) for k, v in enumerate(data))
+        )
+        for path, value in items:
+            found = _problem(value, inner, path)
             if found:
                 return found
         return None
