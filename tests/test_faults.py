@@ -355,6 +355,20 @@ def _grid(path: Path, **arrays: object) -> None:
     np.savez(path, **{k: v for k, v in (base | arrays).items() if v is not None})
 
 
+def status_for_prepare(status: dict, named: str) -> Case:
+    r"""``data prepare power`` given a status file: only power's own, available status lets it
+    prepare (a copied status would stamp another dataset's checksums into the HDF5 file)."""
+
+    def setup(tmp: Path):
+        path = tmp / "power.status.json"
+        path.write_text(json.dumps(status))
+        out = tmp / "power.h5"
+        argv = ["data", "prepare", "power", "--raw-dir", str(tmp / "raw"), "--out", str(out)]
+        return [*argv, "--status", str(path)], named, [out]
+
+    return Case(setup)
+
+
 def unwritable_output(tmp_setup: str) -> Case:
     def setup(tmp: Path):
         blocker = tmp / "afile"
@@ -482,6 +496,12 @@ CASES: dict[str, Case] = {
     ),
     "grid of another size": bad_grid(
         lambda p: _grid(p, log_density=np.zeros((4, 3))), "log_density of shape (4, 3)"
+    ),
+    "prepare with another dataset's status": status_for_prepare(
+        {"dataset": "gas", "available": True}, "the status of 'gas', not of 'power'"
+    ),
+    "prepare with an unavailable status": status_for_prepare(
+        {"dataset": "power", "available": False, "reason": "offline"}, "not available: offline"
     ),
     # outputs that cannot be written
     "output under a file": unwritable_output("file"),
