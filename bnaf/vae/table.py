@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", required=True, help="params/<budget>/vae.yaml")
     parser.add_argument("--results", default="results/vae", type=Path)
     parser.add_argument("--status-dir", default="data/raw", type=Path)
-    parser.add_argument("--count", type=Path, help="JSON written by count-vae --out")
+    parser.add_argument("--count", type=Path, help="JSON written by vae count --out")
     parser.add_argument("--out", default="reports/table2.md", type=Path)
 
 
