@@ -177,3 +177,35 @@ def test_the_loops_lines_go_to_the_runs_log_and_nowhere_else(tmp_path: Path, cap
     for row in rows:  # iter N  loss L  lr R  Ts  target
         assert row[6].endswith("s") and 0 <= float(row[6][:-1]) <= took + 1
     assert all(0 < run["train_s"] <= took for run in runs)
+
+
+def test_a_diverging_member_stops_the_pack_naming_it_before_any_step(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A member whose loss turns non-finite stops the pack with one line naming the run and
+    the iteration; that step is not taken (the last checkpoint holds the weights before it),
+    and no run writes results."""
+    import bnaf.toy.train
+
+    real = bnaf.toy.train.pack_loss
+
+    def poisoned(*args, **kwargs):
+        loss_fn = real(*args, **kwargs)
+
+        def losses(step: int) -> torch.Tensor:
+            out = loss_fn(step)
+            if step == 12:  # member 1 only, after the checkpoint of iteration 10
+                return out * torch.tensor([1.0, float("nan"), 1.0, 1.0], dtype=out.dtype)
+            return out
+
+        return losses
+
+    monkeypatch.setattr(bnaf.toy.train, "pack_loss", poisoned)
+    kind, model, targets = PACKS[1]
+    outs = [tmp_path / t for t in targets]
+    with pytest.raises(BnafError, match=r"^energy U2 planar: training diverged at iteration 12 "
+                                        r"\(loss nan\)$"):  # fmt: skip
+        train_pack(_params(iterations=20), kind, targets, model, outs, **QUIET)
+    assert not any((o / "metrics.json").exists() for o in outs)
+    saved = torch.load(outs[0] / "checkpoint.pt", weights_only=True)["state"]
+    assert saved["step"] == 10
