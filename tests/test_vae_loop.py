@@ -328,6 +328,19 @@ def test_table2_holds_the_figures_its_runs_wrote(tmp_path: Path) -> None:
             assert cell["values"] == [m[key]] and cell["unit"] == "bits/dim"
         assert twin["timing"][f"freyfaces/{config}"]["device"] == "cpu"
     assert twin["budget"] == params.budget and twin["reduced"] is True
+    # and the report's cost model measures each run's step time from the same files (the runs'
+    # params as the budget to cost: tmp_path is the workdir, its runs are that budget's)
+    from bnaf.report.cost import costs
+
+    budget = tmp_path / "costed"
+    budget.mkdir()
+    (budget / "vae.yaml").write_text(p.read_text())
+    rows = costs(tmp_path, ["table2"], paper_params=budget)
+    assert [r.shape for r in rows] == ["freyfaces vae", "freyfaces bnaf-K2-H1d"]
+    for r, m in zip(rows, wrote.values()):
+        per_epoch = math.ceil(m["sizes"]["train"] / params.batch_size)
+        assert r.measured_by == 1 and r.steps == params.max_epochs * per_epoch
+        assert r.s_per_step == pytest.approx(m["timing"]["train_wall_s"] / r.steps)
 
 
 @pytest.mark.parametrize(
