@@ -13,8 +13,9 @@ import pytest
 from bnaf.core.errors import BnafError
 from bnaf.core.io import read_json
 from bnaf.core.shapes import MapOf, Maybe, check
-from bnaf.data.fetch import DataUnavailable, read_status, write_status
+from bnaf.data.fetch import DataUnavailable, write_status
 from bnaf.data.registry import get
+from bnaf.data.status import read_status
 
 SHAPE = {
     "name": str,

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json, read_json
-from bnaf.core.shapes import MapOf
+from bnaf.core.io import atomic_write_json
 from bnaf.data.archive import extract
 from bnaf.data.http import download
 from bnaf.data.verify import (
@@ -59,9 +58,7 @@ __all__ = [
     "ChecksumError",
     "fetch",
     "file_digest",
-    "read_status",
     "write_status",
-    "STATUS_SHAPE",
 ]
 
 
@@ -319,26 +316,4 @@ def write_status(
         status["verified_checksums"] = fetched.checksums
         status["checksum_source"] = fetched.checksum_source
     atomic_write_json(path, status)
-    return status
-
-
-#: what the stages after ``download`` read from a status (:func:`write_status`)
-STATUS_SHAPE = {
-    "dataset": str,
-    "available": bool,
-    "reason?": str,
-    "how_to_supply?": str,
-    "paths?": MapOf(str),
-    "verified_checksums?": MapOf(str),
-    "checksum_source?": MapOf(str),
-}
-
-
-def read_status(path: str | Path, dataset: str | None = None) -> dict[str, Any]:
-    r"""A dataset's download status, checked (:data:`STATUS_SHAPE`), and, given ``dataset``,
-    that it is that dataset's (a status copied from another dataset is refused): any fault is
-    one :class:`~bnaf.core.errors.BnafError` naming the file."""
-    status = read_json(path, shape=STATUS_SHAPE)
-    if dataset is not None and status["dataset"] != dataset:
-        raise BnafError(f"{path}: the status of {status['dataset']!r}, not of {dataset!r}")
     return status

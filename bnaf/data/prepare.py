@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bnaf.data.fetch import file_digest, read_status
+from bnaf.data.fetch import file_digest
+from bnaf.data.status import read_status
 from bnaf.data.registry import get
 from bnaf.data.store import Chunked, write_prepared
 from bnaf.data.params import load_data_params

@@ -30,7 +30,7 @@ from bnaf.core.config import load, to_dict
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text
 from bnaf.core.runtime import environment_info, resolve_device
-from bnaf.data.fetch import read_status
+from bnaf.data.status import read_status
 from bnaf.flows import BNAF, load_flow_meta
 from bnaf.flows.inverse import invert
 from bnaf.flows.sampling import in_range

@@ -16,11 +16,10 @@ from typing import Any
 from tabulate import tabulate
 
 from bnaf.core.config import to_dict
-from bnaf.core.errors import BnafError
-from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
-from bnaf.core.shapes import Maybe, check
+from bnaf.core.io import atomic_write_json, atomic_write_text
 from bnaf.toy.differences import DIFFERENCES
 from bnaf.toy.params import ToyParams, load_toy
+from bnaf.toy.results import load_reference, read_metrics
 
 __all__ = ["MOVED_SE", "add_arguments", "build", "compare", "load_reference", "run"]
 
@@ -38,59 +37,6 @@ COVERAGE_CAPTION = (
 )
 
 
-#: what the table reads from a run's ``metrics.json`` (:mod:`bnaf.toy.train` writes it)
-METRICS_SHAPE = {
-    "target": str,
-    "model": str,
-    "budget": str,
-    "seed": int,
-    "wall_time_s": float,
-    "parameters": int,
-    "config": {"optimiser": {"name": str, "lr": float, "iterations": int, "batch_size": int}},
-}
-#: ... and from its ``test`` entry, by kind (Sections 5.1 and 5.2)
-TEST_SHAPE = {
-    "density": {
-        "log_likelihood": float,
-        "log_likelihood_se": float,
-        "samples": int,
-        "best_achievable": Maybe({"value": float, "se": float, "method": str}),
-    },
-    "energy": {
-        "kl": float,
-        "kl_se": float,
-        "log_z": float,
-        "coverage": float,
-        "coverage_level": float,
-        "samples": int,
-    },
-}
-
-
-#: what :func:`compare` reads from the committed reference (a toy table's JSON twin)
-REFERENCE_SHAPE = {
-    "density": [{"dataset": str, "model": str, "log_likelihood": {"mean": float, "se": float}}],
-    "energy": [{"energy": str, "model": str, "kl": {"mean": float, "se": float}}],
-}
-
-
-def _read(paths: list[str], kind: str, budget: str) -> list[dict[str, Any]]:
-    r"""The runs' metrics, checked: a toy run of ``kind`` and of the params' ``budget``,
-    holding what the table reads (:data:`METRICS_SHAPE`, :data:`TEST_SHAPE`)."""
-    runs = []
-    for p in paths:
-        if not Path(p).is_file():
-            raise BnafError(f"metrics file not found: {p}")
-        m = read_json(p, shape={})
-        if m.get("part") != "toy" or m.get("kind") != kind:
-            raise BnafError(f"{p}: not a toy {kind} run")
-        check(m, {**METRICS_SHAPE, "test": TEST_SHAPE[kind]}, p)
-        if m["budget"] != budget:
-            raise BnafError(f"{p}: a run of the budget {m['budget']!r}, not {budget!r}")
-        runs.append(m | {"run": str(Path(p).parent)})  # the run's folder, for the report
-    return runs
-
-
 def _budget_row(m: dict[str, Any]) -> dict[str, Any]:
     cfg = m["config"]
     opt = cfg["optimiser"]
@@ -104,27 +50,6 @@ def _budget_row(m: dict[str, Any]) -> dict[str, Any]:
         "iterations": opt["iterations"],
         "batch": opt["batch_size"],
     }
-
-
-def load_reference(path: str | Path) -> dict[str, Any]:
-    r"""The committed paper-budget toy table (``reference/paper-toy/toy.json``), with the
-    ``provenance.json`` beside it under ``provenance`` when there is one."""
-    path = Path(path)
-    try:
-        ref = read_json(path)
-    except (OSError, ValueError) as e:
-        raise BnafError(f"cannot read the toy reference {path}: {e}") from None
-    if not isinstance(ref, dict) or ref.get("part") != "toy" or ref.get("budget") != "paper":
-        raise BnafError(f"{path}: not a paper-budget toy table (reports/toy.json)")
-    check(ref, REFERENCE_SHAPE, str(path))
-    ref["source"] = str(path)
-    prov = path.with_name("provenance.json")
-    if prov.is_file():
-        try:
-            ref["provenance"] = read_json(prov)
-        except (OSError, ValueError) as e:
-            raise BnafError(f"cannot read {prov}: {e}") from None
-    return ref
 
 
 def compare(twin: dict[str, Any], reference: dict[str, Any]) -> list[dict[str, Any]]:
@@ -348,8 +273,8 @@ def run(args: argparse.Namespace) -> int:
     reference = load_reference(path) if compared and not missing else None
     md, twin = build(
         params,
-        _read(args.density, "density", params.budget),
-        _read(args.energy, "energy", params.budget),
+        read_metrics(args.density, "density", params.budget),
+        read_metrics(args.energy, "energy", params.budget),
         reference,
     )
     if missing:

@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text
-from bnaf.data.fetch import read_status
+from bnaf.data.status import read_status
 from bnaf.uci.differences import UCI_DIFFERENCES
 from bnaf.uci.params import load_uci
 from bnaf.uci.published import (

@@ -20,8 +20,8 @@ from tabulate import tabulate
 from bnaf.core.errors import BnafError
 from bnaf.core.io import atomic_write_json, atomic_write_text, read_json
 from bnaf.core.shapes import MapOf
-from bnaf.data.fetch import read_status
 from bnaf.data.images import OMNIGLOT_FILE
+from bnaf.data.status import read_status
 from bnaf.vae.differences import DIFFERENCES
 from bnaf.vae.params import VaeParams, load_vae
 from bnaf.vae.published import PAPER_ROWS, TABLE2

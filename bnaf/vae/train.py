@@ -45,8 +45,8 @@ from bnaf.core.runtime import (
     resolve_device,
     seed_everything,
 )
-from bnaf.data.fetch import read_status
 from bnaf.data.images import load_images
+from bnaf.data.status import read_status
 from bnaf.flows import count_parameters
 from bnaf.flows.amortised import AmortisedBNAF
 from bnaf.vae.differences import DIFFERENCES
