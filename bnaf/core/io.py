@@ -160,21 +160,14 @@ def read_text(path: str | Path) -> str:
         raise BnafError(f"{path}: cannot read it ({exc})") from None
 
 
-def read_json(path: str | Path, keys: tuple[str, ...] = (), shape: Any = None) -> Any:
-    r"""Read a JSON file; a missing, unreadable or malformed file (or an object without one of
-    ``keys``, or not of ``shape``: :mod:`bnaf.core.shapes`) is one
-    :class:`~bnaf.core.errors.BnafError` naming the file."""
+def read_json(path: str | Path, shape: Any = None) -> Any:
+    r"""Read a JSON file; a missing, unreadable or malformed file (or one not of ``shape``:
+    :mod:`bnaf.core.shapes`) is one :class:`~bnaf.core.errors.BnafError` naming the file."""
     text = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BnafError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if keys:
-        if not isinstance(data, dict):
-            raise BnafError(f"{path}: expected a JSON object, got {type(data).__name__}")
-        missing = [k for k in keys if k not in data]
-        if missing:
-            raise BnafError(f"{path}: missing key(s) {', '.join(missing)}")
     if shape is not None:
         check(data, shape, str(path))
     return data
