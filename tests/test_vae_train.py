@@ -92,6 +92,21 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path):
         assert got[key] == ref[key], key
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_the_published_split_sizes_are_checked_when_the_params_say_so(tmp_path, capsys, check):
+    """``check_sizes: true`` (both budgets) refuses a Frey faces file that is not the published
+    1,965 images, before any training; ``false`` (fixtures) trains on what is there."""
+    params = tiny_params(tmp_path / "vae.yaml", check_sizes=check, max_epochs=1)
+    out = tmp_path / "o"
+    code = main(args(params, frey_status(tmp_path), out))
+    err = capsys.readouterr().err.strip().splitlines()
+    if check:
+        assert code == 2 and len(err) == 1 and "expected 1965 images, got 40" in err[0]
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no checkpoint, no metrics
+    else:
+        assert code == 0 and (out / "metrics.json").is_file()
+
+
 def test_unavailable_dataset_is_one_clear_error(tmp_path, capsys):
     params = tiny_params(tmp_path / "vae.yaml")
     status = tmp_path / "s.json"
