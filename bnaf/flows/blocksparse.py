@@ -17,6 +17,8 @@ the dense masked product up to rounding (``tests/test_blocksparse.py``).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -58,50 +60,57 @@ def _diagonal(t: Tensor, shape: tuple[int, int, int]) -> Tensor:
     return t.as_strided((d, a, b), (a * cols + b, cols, 1), t.storage_offset())
 
 
+@lru_cache(maxsize=64)
+def _keep(blocks: int, a: int, b: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    r"""``1`` on and below the block diagonal of a panel's ``(blocks a, blocks b)`` corner, ``0``
+    above: multiplying by it is several times faster than ``masked_fill_`` on a strided view.
+    A corner holds only finite numbers (weights never trained there, or a gradient), so the
+    product is the masked value; a non-finite weight would show as NaN, never as a number."""
+    row = torch.arange(blocks * a, device=device) // a
+    col = torch.arange(blocks * b, device=device) // b
+    return (row[:, None] >= col[None, :]).to(dtype)
+
+
 class _BlockSparseLinear(torch.autograd.Function):
     r"""``(x W^T + bias, log diagonal blocks)`` with ``W`` weight-normalised and masked
     (Eq. 8, Appendix C), product and normalisation done panel by panel.
 
-    ``W = diag(exp(log_row)) v`` is never formed: each panel multiplies ``v`` (the weight left
-    of its corner, and the corner with ``exp`` on its diagonal blocks) and scales the
-    ``(batch, rows)`` result, which saves a pass over the weight forward and backward."""
+    ``W = diag(exp(log_row)) v`` is never formed: each panel copies the part of ``v`` it can
+    see, ``(i1 - i0) a x i1 b`` (the weight left of its corner, and the corner with zeros above
+    and ``exp`` on its diagonal blocks), into one contiguous matrix; that matrix gives the rows'
+    norms and one product forward and one per gradient backward, and the ``(batch, rows)``
+    result is scaled, which saves a pass over the weight forward and backward."""
 
     @staticmethod
-    def forward(ctx, x, weight, log_scale, bias, above, below, shape, bounds):  # type: ignore[override]
+    def forward(ctx, x, weight, log_scale, bias, shape, bounds):  # type: ignore[override]
         d, a, b = shape
         n, out_features = x.shape[0], weight.shape[0]
         diag_exp = _diagonal(weight, shape).exp()  # v = exp(B) on the diagonal blocks
-        # ||v||^2 per row from the norms of its blocks: one pass over the weight and a few
-        # small operations, whatever the number of panels
-        block_sq = torch.linalg.vector_norm(weight.view(out_features, d, b), dim=-1).square_()
-        block_sq = block_sq.view(d, a, d) * below.view(d, 1, d)  # blocks below the diagonal
-        sq = block_sq.sum(-1) + torch.linalg.vector_norm(diag_exp, dim=-1).square_()
-        norm = sq.sqrt_().view(out_features, 1)  # ||v|| per row
-        corners = []
-        for i0, i1 in bounds:  # each panel's corner: v, with zeros above the diagonal blocks
-            rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)
-            corner = weight[rows, cols].masked_fill(above[rows, cols], 0.0)
+        panels, norms = [], []
+        for i0, i1 in bounds:  # the v each panel sees, contiguous (a copy is cheap next to
+            rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)  # the products it saves)
+            v = weight[rows, : i1 * b].clone(memory_format=torch.contiguous_format)
+            corner = v[:, cols].mul_(_keep(i1 - i0, a, b, v.dtype, v.device))
             _diagonal(corner, (i1 - i0, a, b)).copy_(diag_exp[i0:i1])
-            corners.append(corner)
+            panels.append(v)
+            norms.append(torch.linalg.vector_norm(v, dim=1))  # ||v|| over what the row sees
+        norm = torch.cat(norms).view(out_features, 1)
         log_row = log_scale - norm.log()  # log of exp(s) / ||v||
         scale = log_row.exp()
         xv = x.new_empty(n, out_features)  # x v^T, kept for the backward
-        for (i0, i1), corner in zip(bounds, corners):
-            rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)
-            out = xv[:, rows]
-            torch.mm(x[:, cols], corner.t(), out=out)
-            out.addmm_(x[:, : i0 * b], weight[rows, : i0 * b].t())
+        for (i0, i1), v in zip(bounds, panels):
+            torch.mm(x[:, : i1 * b], v.t(), out=xv[:, i0 * a : i1 * a])
         scale_t = scale.view(1, -1)
         y = xv * scale_t if bias is None else torch.addcmul(bias, xv, scale_t)
         log_diag = _diagonal(weight, shape) + log_row.view(d, a, 1)
-        ctx.save_for_backward(x, weight, xv, scale, norm, diag_exp, above, *corners)
+        ctx.save_for_backward(x, xv, scale, norm, diag_exp, *panels)
         ctx.shape, ctx.bounds, ctx.has_bias = shape, bounds, bias is not None
         return y, log_diag
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_y, grad_diag):  # type: ignore[override]
-        x, weight, xv, scale, norm, diag_exp, above, *corners = ctx.saved_tensors
+        x, xv, scale, norm, diag_exp, *panels = ctx.saved_tensors
         (d, a, b), bounds = ctx.shape, ctx.bounds
         need_x, need_w, need_s, need_bias = ctx.needs_input_grad[:4]
         # d / d log_row, through W = diag(exp(log_row)) v and through log_diag. The first
@@ -113,28 +122,23 @@ class _BlockSparseLinear(torch.autograd.Function):
         grad_x = grad_weight = None
         if need_x:
             grad_x = torch.zeros_like(x)
-            for (i0, i1), corner in zip(bounds, corners):
-                rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)
-                grad_x[:, : i0 * b].addmm_(grad_scaled[:, rows], weight[rows, : i0 * b])
-                grad_x[:, cols].addmm_(grad_scaled[:, rows], corner)
+            for (i0, i1), v in zip(bounds, panels):
+                grad_x[:, : i1 * b].addmm_(grad_scaled[:, i0 * a : i1 * a], v)
         if need_w:
-            grad_weight = weight.new_empty(weight.shape)
+            grad_weight = panels[0].new_empty(d * a, d * b)
             coef = grad_row / norm.square()  # d log||v|| / dv = v / ||v||^2
-            for (i0, i1), corner in zip(bounds, corners):
+            for (i0, i1), v in zip(bounds, panels):
                 rows, cols = slice(i0 * a, i1 * a), slice(i0 * b, i1 * b)
                 g = grad_weight[rows, : i1 * b]
                 torch.mm(grad_scaled[:, rows].t(), x[:, : i1 * b], out=g)  # d / dv
-                g[:, : i0 * b].addcmul_(weight[rows, : i0 * b], coef[rows], value=-1.0)
-                g_corner = g[:, cols]
-                g_corner.addcmul_(corner, coef[rows], value=-1.0).masked_fill_(
-                    above[rows, cols], 0
-                )
+                g.addcmul_(v, coef[rows], value=-1.0)
+                g[:, cols].mul_(_keep(i1 - i0, a, b, g.dtype, g.device))
                 if i1 < d:
                     grad_weight[rows, i1 * b :] = 0.0  # the zero blocks: never used
             diag = _diagonal(grad_weight, (d, a, b))
             diag.mul_(diag_exp).add_(grad_diag)  # through v = exp(B)
         grad_bias = grad_y.sum(0) if need_bias and ctx.has_bias else None
-        return grad_x, grad_weight, grad_row if need_s else None, grad_bias, None, None, None, None
+        return grad_x, grad_weight, grad_row if need_s else None, grad_bias, None, None
 
 
 def block_sparse_linear(
@@ -142,7 +146,6 @@ def block_sparse_linear(
     weight: Tensor,
     log_scale: Tensor,
     bias: Tensor | None,
-    above: Tensor,
     shape: tuple[int, int, int],
     panels: int,
 ) -> tuple[Tensor, Tensor]:
@@ -155,14 +158,11 @@ def block_sparse_linear(
         weight: the unconstrained ``B``, shape ``(d a, d b)`` (contiguous).
         log_scale: ``s``, shape ``(d a, 1)``.
         bias: shape ``(d a,)``, or ``None``.
-        above: boolean mask of the entries above the block diagonal (the structural zeros).
         shape: ``(d, a, b)``.
         panels: the number of row panels (see :func:`panels_for`).
 
     Returns:
         The outputs ``(batch, d a)`` and the log diagonal blocks ``(d, a, b)``.
     """
-    d = shape[0]
-    bounds = tuple(panel_bounds(d, panels))
-    below = torch.ones(d, d, dtype=weight.dtype, device=weight.device).tril_(-1)
-    return _BlockSparseLinear.apply(x, weight, log_scale, bias, above, below, shape, bounds)
+    bounds = tuple(panel_bounds(shape[0], panels))
+    return _BlockSparseLinear.apply(x, weight, log_scale, bias, shape, bounds)

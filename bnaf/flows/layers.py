@@ -128,9 +128,7 @@ class MaskedBlockLinear(nn.Module):
             # large layers: the products skip the zero blocks (bnaf.flows.blocksparse)
             weight = self.weight if self.weight.is_contiguous() else self.weight.contiguous()
             shape = (self.dim, self.out_factor, self.in_factor)
-            return block_sparse_linear(
-                x, weight, self.log_scale, self.bias, self.mask_u, shape, panels
-            )
+            return block_sparse_linear(x, weight, self.log_scale, self.bias, shape, panels)
         w, log_diag = self.weights()
         return F.linear(x, w, self.bias), log_diag
 

@@ -74,7 +74,7 @@ def _packed_linear(layer: MaskedBlockLinear, prefix: str, p: dict[str, Tensor], 
         if panels > 1:  # large layers on the CPU: each member skips its zero blocks
             rows = h.view(n, members, -1)
             parts = [block_sparse_linear(rows[:, m], weight[m], log_scale[m], bias[m],
-                                         layer.mask_u, (d, a, b), panels)
+                                         (d, a, b), panels)
                      for m in range(members)]  # fmt: skip
             out = torch.stack([o for o, _ in parts], 1).view(n, -1)
             return out, torch.stack([g for _, g in parts]).view(members * d, a, b)
