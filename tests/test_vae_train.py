@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import yaml
 from scipy.io import savemat
 
 from bnaf.cli import main
+from bnaf.core.checkpoint import Checkpoint
 from bnaf.core.history import read_history
 from bnaf.data.images import FILES
 
@@ -90,6 +93,42 @@ def test_run_writes_metrics_and_resumes_identically(tmp_path):
     assert [h["valid"] for h in got["history"]] == [h["valid"] for h in ref["history"]]
     for key in ("test_neg_elbo", "test_nll", "valid_neg_elbo", "best_epoch"):
         assert got[key] == ref[key], key
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_on_a_terminal_the_bar_counts_the_runs_epochs(tmp_path, monkeypatch):
+    """The bar is named after the run and counts epochs of ``max_epochs`` (3), from where a
+    resumed run stands: a run stopped after its first checkpoint, then the same command."""
+    params, status, out = tiny_params(tmp_path / "vae.yaml"), frey_status(tmp_path), tmp_path / "r"
+    save = Checkpoint.save
+
+    def save_then_stop(self, *a, **kw):
+        save(self, *a, **kw)
+        raise _Stop
+
+    for stopped, (first, last) in ((True, (0, 0)), (False, (1, 3))):
+        screen = _Terminal()
+        monkeypatch.setattr("sys.stderr", screen)
+        monkeypatch.setattr(Checkpoint, "save", save_then_stop if stopped else save)
+        if stopped:
+            with pytest.raises(_Stop):
+                main(args(params, status, out))
+        else:
+            assert main(args(params, status, out)) == 0
+        frames = [f for f in re.split(r"[\r\n]", screen.getvalue()) if f.strip()]
+        assert frames and all(f.startswith("freyfaces bnaf-K2-H1d seed 1:") for f in frames)
+        counts = [re.search(r"(\d+)/3 ", f) for f in frames]
+        assert all(counts), frames
+        assert (int(counts[0].group(1)), int(counts[-1].group(1))) == (first, last), frames
+        assert all("epoch/s" in f or "s/epoch" in f for f in frames[1:]), frames
 
 
 @pytest.mark.parametrize("check", [True, False])
