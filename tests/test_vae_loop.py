@@ -278,6 +278,12 @@ def test_omniglot_batches_are_binarised_afresh_every_epoch(tmp_path, monkeypatch
     # the same 40 images in both epochs (in other orders): binarised once, they would hold the
     # same number of ones; drawn afresh, the counts differ (about 6,000 each)
     assert seen[0].sum() != seen[1].sum()
+    # each epoch's permutation and then its draws, both from the run's own generator
+    grey = load_images("omniglot", {OMNIGLOT_FILE[0]: str(mat)}, 1, False).train
+    gen, x = torch.Generator().manual_seed(1), torch.from_numpy(grey)
+    for batch in seen:
+        order = torch.randperm(40, generator=gen)
+        assert torch.equal(batch, torch.bernoulli(x[order], generator=gen))
     # what it wrote is what Table 2 reads, in Table 2's unit for Omniglot
     metrics = read_metrics(tmp_path / "run" / "metrics.json", VaeRun("omniglot", "bnaf-K2-H1d", 1),
                            load_vae(p).budget)  # fmt: skip
