@@ -191,7 +191,7 @@ def test_the_kl_weight_warms_up_linearly_to_its_cap(epoch, warmup, max_beta, bet
     assert warmup_beta(epoch, warmup, max_beta) == pytest.approx(beta, abs=1e-12)
 
 
-def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path):
+def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path, monkeypatch):
     """A checkpoint stays valid when only how the run is evaluated (or where its resources come
     from) changes, and is set aside when anything that changes training does."""
     import argparse
@@ -225,6 +225,11 @@ def test_evaluation_settings_stay_out_of_the_resume_key(tmp_path):
             run_fingerprint(params, argparse.Namespace(**{**vars(ns), key: value}), x, cpu) != base
         )
     assert run_fingerprint(params, ns, {**x, "valid": torch.zeros(2, 3)}, cpu) != base
+    assert run_fingerprint(params, ns, {**x, "train": torch.ones(4, 3)}, cpu) != base
+    # another device type, or other numerics on the same one, is another run
+    assert run_fingerprint(params, ns, x, torch.device("meta")) != base
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    assert run_fingerprint(params, ns, x, cpu) != base
 
 
 @pytest.mark.parametrize(
